@@ -1,0 +1,132 @@
+"""Parquet I/O with declared schemas, atomic writes, and the run layout of DESIGN.md.
+
+A stage's output is written to a temporary file in the same directory and renamed into place,
+so a file that exists is complete: a crash leaves either the old state or the new one, never a
+half-written table. That makes "the output exists" a sound test for "the stage is done".
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pst_core.errors import StoreError
+
+
+def conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
+    """Select the schema's columns in order and cast to its types; refuse missing columns/nulls.
+
+    Raises:
+        StoreError: naming ``where`` (a file or stage) and the offending column.
+    """
+    missing = [name for name in schema.names if name not in table.column_names]
+    if missing:
+        raise StoreError(
+            f"{where}: missing column(s) {', '.join(missing)} "
+            f"(has: {', '.join(table.column_names)})"
+        )
+    columns = []
+    for field in schema:
+        column = table.column(field.name)
+        if not field.nullable and column.null_count:
+            raise StoreError(f"{where}: column {field.name!r} has {column.null_count} null(s)")
+        try:
+            columns.append(column.cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+            raise StoreError(
+                f"{where}: column {field.name!r} is {column.type}, expected {field.type}: {e}"
+            ) from None
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def write_table(table: pa.Table, path: str | Path, schema: pa.Schema) -> Path:
+    """Check ``table`` against ``schema`` and write it to ``path`` atomically."""
+    path = Path(path)
+    table = conform(table, schema, str(path))
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return path
+
+
+def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
+    """Read a Parquet file and check it against ``schema`` (extra columns are dropped)."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path}: no such file (did the stage that writes it run?)")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise StoreError(f"{path}: not a readable Parquet file: {e}") from None
+    return conform(table, schema, str(path))
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it into place only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cached_stage(path: str | Path, schema: pa.Schema, compute: Callable[[], pa.Table]) -> pa.Table:
+    """Return the stage's table from ``path`` if it is complete, else compute and store it."""
+    path = Path(path)
+    if path.exists():
+        return read_table(path, schema)
+    table = compute()
+    write_table(table, path, schema)
+    return conform(table, schema, str(path))
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where a run's artifacts live: ``<output_dir>/<experiment>/<run>/`` (DESIGN.md)."""
+
+    root: Path
+
+    @classmethod
+    def for_run(cls, output_dir: str | Path, experiment: str, run: str) -> RunLayout:
+        return cls(Path(output_dir) / experiment / run)
+
+    def dataset(self, name: str) -> Path:
+        return self.root / "data" / f"{name}.parquet"
+
+    def round_dir(self, round_index: int) -> Path:
+        return self.root / f"round_{round_index}"
+
+    def responses(self, round_index: int) -> Path:
+        return self.round_dir(round_index) / "responses.parquet"
+
+    def aggregates(self, round_index: int) -> Path:
+        return self.round_dir(round_index) / "aggregates.parquet"
+
+    def pmi(self, round_index: int) -> Path:
+        return self.round_dir(round_index) / "pmi.parquet"
+
+    def checkpoint(self, round_index: int, peer: str) -> Path:
+        return self.round_dir(round_index) / "checkpoints" / peer
+
+    def train_log(self, round_index: int) -> Path:
+        return self.round_dir(round_index) / "train_log.parquet"
+
+    def eval(self, round_index: int) -> Path:
+        return self.round_dir(round_index) / "eval.parquet"
+
+    def metrics(self, round_index: int) -> Path:
+        return self.round_dir(round_index) / "metrics.parquet"
