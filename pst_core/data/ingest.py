@@ -1,0 +1,170 @@
+"""Ingestion: any dataset source -> one table with a declared schema and a train/eval split.
+
+Sources are a registry benchmark (from the Hub, or from a local copy in the project's
+normalized JSONL format), any local JSONL/JSON/CSV/Parquet file with a column mapping, or the
+built-in synthetic problems. Sources without their own split get a deterministic one by hash of
+the normalized question text, so duplicate questions (MultiArith has 20 pairs) land on the same
+side and a question never appears in both training and evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pst_core.config import ColumnMap, DatasetConfig
+from pst_core.data.local import Row, Skips, map_record, read_rows
+from pst_core.data.registry import Benchmark, get_benchmark
+from pst_core.data.synthetic import generate_problems
+from pst_core.errors import DataError
+
+log = logging.getLogger(__name__)
+
+DATASET_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("question", pa.string(), nullable=False),
+        pa.field("answer", pa.string()),  # gold; null for unlabeled data; never a training input
+        pa.field("all_answers", pa.list_(pa.string())),  # every accepted gold (SimulEq)
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),  # train | eval
+    ]
+)
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What ingestion kept and dropped (dropped only under ``skip_bad``), by reason."""
+
+    n_rows: int
+    n_train: int
+    n_eval: int
+    skipped: dict[str, int]
+    first_skipped: dict[str, str]
+
+
+def ingest_dataset(spec: DatasetConfig, skip_bad: bool = False) -> tuple[pa.Table, IngestReport]:
+    """Load the dataset ``spec`` describes into a ``DATASET_SCHEMA`` table (all splits).
+
+    Raises:
+        DataError: a bad row (file and line), a missing column, duplicate ids, an unknown
+            benchmark, or an empty result.
+    """
+    skips = Skips()
+    source = spec.benchmark or spec.path or spec.name
+    if spec.benchmark == "synthetic":
+        rows = generate_problems(spec.synthetic.n, spec.synthetic.seed)
+        source = "synthetic"
+    elif spec.path is not None:
+        columns = spec.columns or _default_columns(spec.benchmark)
+        rows = read_rows(spec.path, columns, spec.benchmark or spec.name, skip_bad, skips)
+    else:
+        benchmark = get_benchmark(spec.benchmark)
+        rows = load_hub_rows(benchmark, skip_bad, skips)
+    if not rows:
+        raise DataError(f"dataset {spec.name!r} ({source}): no usable rows")
+    _check_unique_ids(rows, spec.name)
+    splits = [row.split or assign_split(row.question, spec.eval_fraction) for row in rows]
+    table = pa.table(
+        {
+            "id": [r.id for r in rows],
+            "question": [r.question for r in rows],
+            "answer": [r.answer for r in rows],
+            "all_answers": [r.all_answers for r in rows],
+            "source": [source] * len(rows),
+            "split": splits,
+        },
+        schema=DATASET_SCHEMA,
+    )
+    report = IngestReport(
+        n_rows=len(rows),
+        n_train=splits.count("train"),
+        n_eval=splits.count("eval"),
+        skipped=dict(skips.counts),
+        first_skipped=dict(skips.examples),
+    )
+    if skips.total:
+        log.warning("dataset %s: skipped %d bad row(s): %s", spec.name, skips.total, report.skipped)
+    return table, report
+
+
+def select_split(table: pa.Table, split: str, limit: int | None = None) -> pa.Table:
+    """Rows of one split (``all`` keeps both), in stored order, at most ``limit`` of them."""
+    if split != "all":
+        mask = pc.equal(table.column("split"), split)
+        table = table.filter(mask)
+    return table.slice(0, limit) if limit is not None else table
+
+
+def normalize_question(text: str) -> str:
+    """Case-, width- and whitespace-insensitive form of a question, for hashing."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def assign_split(question: str, eval_fraction: float) -> str:
+    """``eval`` for a stable ``eval_fraction`` share of questions, by hash of their text."""
+    digest = hashlib.sha256(normalize_question(question).encode("utf-8")).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    return "eval" if position < eval_fraction else "train"
+
+
+def load_hub_rows(benchmark: Benchmark, skip_bad: bool, skips: Skips) -> list[Row]:
+    """Load a registry benchmark from the Hugging Face Hub (needs internet or the HF cache)."""
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - datasets is a core dependency
+        raise DataError("loading from the Hub needs the `datasets` package") from None
+    try:
+        dataset = datasets.load_dataset(benchmark.hub_id, benchmark.hub_config)
+    except Exception as e:  # network, auth, missing config: all end here with the Hub's reason
+        raise DataError(
+            f"could not load {benchmark.hub_id!r} (config {benchmark.hub_config}) from the "
+            f"Hub: {str(e).splitlines()[0]}; set the dataset's `path` to a local copy instead"
+        ) from None
+    rows = []
+    for hub_split, our_split in benchmark.hub_splits.items():
+        if hub_split not in dataset:
+            continue
+        for index, record in enumerate(dataset[hub_split]):
+            if benchmark.hub_filter and record.get(benchmark.hub_filter[0]) != benchmark.hub_filter[1]:
+                continue
+            try:
+                row = map_record(record, benchmark.hub_columns, f"{benchmark.name}-{hub_split}-{index}")
+            except Exception as e:
+                if not skip_bad:
+                    raise DataError(f"{benchmark.hub_id}[{hub_split}] row {index}: {e}") from None
+                skips.add(str(e), f"{benchmark.hub_id}[{hub_split}] row {index}")
+                continue
+            answer = _gsm8k_answer(row.answer) if benchmark.answer_format == "gsm8k" else row.answer
+            rows.append(Row(row.id, row.question, answer, row.all_answers, our_split))
+    if not rows:
+        raise DataError(f"{benchmark.hub_id}: none of the splits {list(benchmark.hub_splits)} found")
+    return rows
+
+
+def _gsm8k_answer(solution: str | None) -> str | None:
+    if solution is None or "####" not in solution:
+        return solution
+    return solution.rsplit("####", 1)[1].strip().replace(",", "")
+
+
+def _default_columns(benchmark: str | None) -> ColumnMap:
+    return get_benchmark(benchmark).local_columns if benchmark else ColumnMap()
+
+
+def _check_unique_ids(rows: list[Row], name: str) -> None:
+    seen: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        if row.id in seen:
+            raise DataError(
+                f"dataset {name!r}: id {row.id!r} appears in rows {seen[row.id]} and {index}; "
+                f"ids must be unique (map `columns.id` to a unique column, or leave it unset)"
+            )
+        seen[row.id] = index

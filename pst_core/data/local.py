@@ -1,0 +1,216 @@
+"""Read question/answer rows from local JSONL, JSON, CSV and Parquet files.
+
+Every bad row (unreadable line, non-UTF-8 bytes, missing or empty question) is an error naming
+the file, the line and the reason, unless the caller asked to skip bad rows; then each skipped
+row is counted by reason, so nothing disappears silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pst_core.answers import normalize_number
+from pst_core.config import ColumnMap
+from pst_core.errors import DataError
+
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
+           ".parquet": "parquet"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One question, as every loader yields it."""
+
+    id: str
+    question: str
+    answer: str | None
+    all_answers: list[str] | None
+    split: str | None = None
+
+
+@dataclass
+class Skips:
+    """Rows dropped under ``skip_bad``, counted by reason, with the first location of each."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def add(self, reason: str, where: str) -> None:
+        self.counts[reason] += 1
+        self.examples.setdefault(reason, where)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class BadRow(Exception):
+    """A row that cannot be used; its message is the reason."""
+
+
+def read_rows(
+    path: str | Path, columns: ColumnMap, source: str, skip_bad: bool, skips: Skips
+) -> list[Row]:
+    """Read a local file into rows with ``columns``; bad rows raise or are skipped into ``skips``.
+
+    Raises:
+        DataError: ``<file>:<line>: <reason>`` for the first bad row (when not skipping), or a
+            file-level problem (missing file, unknown format, a mapped column that is absent).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: unknown format {path.suffix!r}; use one of {', '.join(FORMATS)}")
+    records = {"jsonl": _jsonl, "json": _json, "csv": _csv, "parquet": _parquet}[fmt](path)
+    rows: list[Row] = []
+    checked_columns = False
+    for where, record in records:
+        try:
+            if isinstance(record, BadRow):
+                raise record
+            if not checked_columns:
+                _check_columns(path, record, columns)
+                checked_columns = True
+            rows.append(map_record(record, columns, default_id=f"{source}-{len(rows)}"))
+        except BadRow as e:
+            if not skip_bad:
+                raise DataError(f"{path}:{where}: {e} (pass --skip-bad to skip such rows)") from None
+            skips.add(str(e), f"{path}:{where}")
+    return rows
+
+
+def map_record(record: dict[str, Any], columns: ColumnMap, default_id: str) -> Row:
+    """Turn one source record into a :class:`Row` using the column mapping."""
+    question_cols = [columns.question] if isinstance(columns.question, str) else columns.question
+    parts = [_get(record, c) for c in question_cols]
+    question = " ".join(str(p).strip() for p in parts if p is not None and str(p).strip())
+    if not question:
+        raise BadRow(f"empty or missing question (column {'+'.join(question_cols)})")
+    answer = _answer_text(_get(record, columns.answer)) if columns.answer else None
+    all_answers = None
+    if columns.all_answers:
+        raw = _get(record, columns.all_answers)
+        if raw is not None:
+            values = raw if isinstance(raw, (list, tuple)) else [raw]
+            all_answers = [a for a in (_answer_text(v) for v in values) if a is not None] or None
+    row_id = _get(record, columns.id) if columns.id else None
+    return Row(
+        id=str(row_id) if row_id is not None else default_id,
+        question=question,
+        answer=answer,
+        all_answers=all_answers,
+    )
+
+
+def _check_columns(path: Path, record: dict[str, Any], columns: ColumnMap) -> None:
+    """Fail once, at file level, when a mapped column is absent from the first record."""
+    wanted = [columns.question] if isinstance(columns.question, str) else list(columns.question)
+    wanted += [c for c in (columns.answer, columns.id) if c]
+    for column in wanted:
+        if _get(record, column, _MISSING) is _MISSING:
+            have = ", ".join(record) or "none"
+            raise DataError(
+                f"{path}: no column {column!r} (columns: {have}); set the dataset's `columns` "
+                f"mapping (e.g. columns.question=<name>)"
+            )
+
+
+_MISSING = object()
+
+
+def _get(record: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    value: Any = record
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return default
+        value = value[key]
+    return value
+
+
+def _answer_text(value: Any) -> str | None:
+    """Gold answers as strings: numbers canonical (``5.0`` -> ``5``), text stripped, empty -> None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
+        return normalize_number(repr(value)) if math.isfinite(value) else str(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _decoded_lines(path: Path) -> Iterator[tuple[int, str | BadRow]]:
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield lineno, BadRow(f"not valid UTF-8 (byte {e.start})")
+
+
+def _jsonl(path: Path) -> Iterator[tuple[str, dict | BadRow]]:
+    for lineno, line in _decoded_lines(path):
+        if isinstance(line, BadRow):
+            yield f"line {lineno}", line
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            yield f"line {lineno}", BadRow(f"invalid JSON ({e.msg} at column {e.colno})")
+            continue
+        if not isinstance(record, dict):
+            yield f"line {lineno}", BadRow(f"expected a JSON object, got {type(record).__name__}")
+            continue
+        yield f"line {lineno}", record
+
+
+def _json(path: Path) -> Iterator[tuple[str, dict | BadRow]]:
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not valid UTF-8 (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:line {e.lineno}: invalid JSON ({e.msg})") from None
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of objects (or {{'data': [...]}})")
+    for index, record in enumerate(data):
+        if not isinstance(record, dict):
+            yield f"item {index}", BadRow(f"expected a JSON object, got {type(record).__name__}")
+        else:
+            yield f"item {index}", record
+
+
+def _csv(path: Path) -> Iterator[tuple[str, dict | BadRow]]:
+    lines: list[str] = []
+    for lineno, line in _decoded_lines(path):
+        if isinstance(line, BadRow):
+            yield f"line {lineno}", line
+            line = "\n"  # keep csv's line numbers those of the file; DictReader skips blanks
+        lines.append(line)
+    reader = csv.DictReader(lines)
+    for record in reader:
+        yield f"line {reader.line_num}", {k: v for k, v in record.items() if k is not None}
+
+
+def _parquet(path: Path) -> Iterator[tuple[str, dict | BadRow]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+    for index, record in enumerate(table.to_pylist()):
+        yield f"row {index}", record
