@@ -1,0 +1,90 @@
+"""Generation stage: a model answers questions; responses and their extracted answers are kept.
+
+The output table records everything needed to audit a response later: the exact rendered prompt,
+the raw response, the extracted answer and the rule that found it, the tokens it cost and why it
+ended. The gold answer is not an input of this stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import pyarrow as pa
+
+from pst_core.answers import RULES, extract_answer
+from pst_core.models.backend import Backend, SamplingParams
+from pst_core.prompts import Prompt, solo_prompt, stop_strings
+
+RESPONSES_SCHEMA = pa.schema(
+    [
+        pa.field("question_id", pa.string(), nullable=False),
+        pa.field("peer", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("position", pa.int32(), nullable=False),  # 0-based turn in the peer chain
+        pa.field("sample", pa.int32(), nullable=False),  # index among n samples
+        pa.field("prompt", pa.string(), nullable=False),  # exactly what the model saw
+        pa.field("response", pa.string(), nullable=False),
+        pa.field("answer", pa.string()),  # extracted final answer; null if none
+        pa.field("answer_rule", pa.string()),  # which extraction rule fired
+        pa.field("n_tokens", pa.int32(), nullable=False),
+        pa.field("finish_reason", pa.string(), nullable=False),  # stop | length
+    ]
+)
+
+
+def generate_responses(
+    question_ids: Sequence[str],
+    prompts: Sequence[Prompt],
+    backend: Backend,
+    params: SamplingParams,
+    *,
+    peer: str,
+    model: str,
+    position: int = 0,
+    rules: Sequence[str] = RULES,
+) -> pa.Table:
+    """Render ``prompts``, generate ``params.n`` responses each, extract their answers.
+
+    Returns:
+        A ``RESPONSES_SCHEMA`` table, rows in question order then sample order.
+    """
+    rendered = [backend.render(p) for p in prompts]
+    style_stops = {s for p in prompts for s in stop_strings(p.style)}
+    params = replace(params, stop=tuple(sorted(set(params.stop) | style_stops)))
+    outputs = backend.generate(rendered, params)
+    rows: dict[str, list] = {name: [] for name in RESPONSES_SCHEMA.names}
+    for qid, prompt_text, generations in zip(question_ids, rendered, outputs, strict=True):
+        for sample, gen in enumerate(generations):
+            extraction = extract_answer(gen.text, rules)
+            rows["question_id"].append(qid)
+            rows["peer"].append(peer)
+            rows["model"].append(model)
+            rows["position"].append(position)
+            rows["sample"].append(sample)
+            rows["prompt"].append(prompt_text)
+            rows["response"].append(gen.text)
+            rows["answer"].append(extraction.answer)
+            rows["answer_rule"].append(extraction.rule)
+            rows["n_tokens"].append(gen.n_tokens)
+            rows["finish_reason"].append(gen.finish_reason)
+    return pa.table(rows, schema=RESPONSES_SCHEMA)
+
+
+def generate_solo(
+    questions: pa.Table,
+    backend: Backend,
+    params: SamplingParams,
+    *,
+    peer: str,
+    model: str,
+    prompt_format: str = "auto",
+    rules: Sequence[str] = RULES,
+) -> pa.Table:
+    """Each question answered by one model alone (the solo prompt), ``params.n`` times."""
+    style = backend.prompt_style(prompt_format)
+    prompts = [solo_prompt(q, style) for q in questions.column("question").to_pylist()]
+    return generate_responses(
+        questions.column("id").to_pylist(), prompts, backend, params,
+        peer=peer, model=model, rules=rules,
+    )

@@ -1,0 +1,1 @@
+"""Models: where they come from (sources, offline packages) and how they run (backends)."""

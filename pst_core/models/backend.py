@@ -1,0 +1,83 @@
+"""The two-method interface every inference backend implements: generate and score.
+
+Stages receive a backend as an argument and never touch model internals, so the same stage runs
+on transformers (CPU or GPU) or vLLM (GPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from pst_core.prompts import Prompt, Style
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to decode. ``temperature == 0`` is greedy; ``stop`` strings end a response early."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One response: its text, the tokens it cost, and why it ended (``stop`` or ``length``)."""
+
+    text: str
+    n_tokens: int
+    finish_reason: str
+
+
+@dataclass(frozen=True)
+class ContinuationScore:
+    """log p(continuation | context), summed over the continuation's ``n_tokens`` tokens."""
+
+    logprob_sum: float
+    n_tokens: int
+
+    @property
+    def logprob_mean(self) -> float:
+        return self.logprob_sum / max(self.n_tokens, 1)
+
+
+class Backend(Protocol):
+    """A loaded model that can answer prompts and score continuations, in batches."""
+
+    name: str
+
+    def prompt_style(self, requested: str) -> Style:
+        """Resolve ``auto`` to ``chat`` (the model has a chat template) or ``fewshot``."""
+        ...
+
+    def render(self, prompt: Prompt) -> str:
+        """The exact text fed to the model (chat template applied for chat prompts)."""
+        ...
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+        """``params.n`` responses for each rendered prompt, in input order."""
+        ...
+
+    def score(self, contexts: Sequence[str], continuations: Sequence[str]) -> list[ContinuationScore]:
+        """Log-probability of each continuation given its context, in input order."""
+        ...
+
+    def close(self) -> None:
+        """Release the model's memory."""
+        ...
+
+
+def load_backend(peer) -> Backend:
+    """The backend a :class:`~pst_core.config.PeerConfig` asks for, with its model loaded."""
+    if peer.backend == "vllm":
+        from pst_core.models.vllm import VLLMBackend
+
+        return VLLMBackend.from_config(peer)
+    from pst_core.models.hf import TransformersBackend
+
+    return TransformersBackend.from_config(peer)

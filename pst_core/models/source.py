@@ -1,0 +1,178 @@
+"""Model sources: an offline packaged model, a GGUF file, a local directory, or a Hub id.
+
+GGUF weights are quantized; transformers dequantizes them on every load (17-50 s here). The
+first load therefore saves a bf16 safetensors copy under ``<cache>/converted/<sha256[:16]>/``,
+keyed by the GGUF's content hash, and later loads read that copy in about a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pst_core.errors import ModelError
+from pst_core.models.offline import (
+    OFFLINE_MODELS,
+    cache_dir,
+    fetch_offline_model,
+    get_offline_model,
+    sha256_file,
+)
+
+log = logging.getLogger(__name__)
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from. ``kind`` is offline, gguf, local or hub."""
+
+    kind: Literal["offline", "gguf", "local", "hub"]
+    location: str
+    revision: str | None = None
+
+
+def resolve_source(source: str, revision: str | None = None) -> ModelSource:
+    """Classify a source string; fail with a message listing what it could have been.
+
+    Raises:
+        ModelError: the source is none of the four kinds, or a named file is missing.
+    """
+    if source in OFFLINE_MODELS:
+        return ModelSource("offline", source)
+    path = Path(source).expanduser()
+    if source.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelError(f"{source}: no such GGUF file")
+        return ModelSource("gguf", str(path.resolve()))
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelError(f"{source}: directory has no config.json (not a transformers model)")
+        return ModelSource("local", str(path.resolve()))
+    if _HUB_ID.match(source) and not path.exists():
+        return ModelSource("hub", source, revision)
+    raise ModelError(
+        f"unknown model {source!r}: not an offline model ({', '.join(OFFLINE_MODELS)}), "
+        f"a .gguf file, a model directory, or a Hub id like org/name"
+    )
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device 'cuda' was asked for, but torch sees no CUDA GPU")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str):
+    """``auto``: bf16 where the device computes it natively (AVX-512 bf16 CPUs, recent GPUs)."""
+    import torch
+
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
+
+
+def model_directory(source: ModelSource) -> tuple[str, str | None]:
+    """A ``from_pretrained`` location for the source (GGUFs are converted on first use)."""
+    if source.kind == "offline":
+        model = get_offline_model(source.location)
+        gguf = fetch_offline_model(model.name)
+        return str(_converted_copy(gguf, expected_sha256=model.sha256)), None
+    if source.kind == "gguf":
+        return str(_converted_copy(Path(source.location))), None
+    return source.location, source.revision
+
+
+def load_model(
+    source: str,
+    *,
+    revision: str | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+):
+    """Load a causal LM and its tokenizer (left padding, a pad token) from any source.
+
+    Returns:
+        (model, tokenizer), the model in eval mode on the resolved device and dtype.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    resolved = resolve_source(source, revision)
+    location, rev = model_directory(resolved)
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            location, revision=rev, trust_remote_code=trust_remote_code
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            location, revision=rev, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
+    except OSError as e:
+        raise ModelError(f"{source}: could not load model: {str(e).splitlines()[0]}") from None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(device).eval(), tokenizer
+
+
+def _converted_copy(gguf: Path, expected_sha256: str | None = None) -> Path:
+    """The bf16 safetensors copy of a GGUF, made on first use, keyed by the GGUF's SHA-256."""
+    digest = sha256_file(gguf)
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise ModelError(
+            f"{gguf}: SHA-256 {digest[:16]}... does not match the recorded {expected_sha256[:16]}...; "
+            f"the file is corrupted: run `pst models fetch <name> --force`"
+        )
+    target = cache_dir() / "converted" / digest[:16]
+    if (target / "config.json").exists():
+        return target
+    log.info("converting %s to a bf16 safetensors copy (once; later loads are fast)", gguf.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        _dequantize_to(gguf, tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process converted it meanwhile: keep theirs
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _dequantize_to(gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # Dequantize in fp32 (transformers' fast path for GGUF), then store bf16.
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+    except Exception as e:  # gguf raises ValueError, struct.error, KeyError... on a bad file
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelError(f"{gguf}: not a loadable GGUF model ({reason})") from None
+    # save_pretrained refuses quantized models: detach the GGUF quantizer (weights are already
+    # dequantized tensors), as STACK.md measured; the copy reloads with identical logits.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.to(torch.bfloat16).save_pretrained(out)
+    tokenizer.save_pretrained(out)
