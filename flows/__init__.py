@@ -1,0 +1,1 @@
+"""Orchestration above pst_core: the CLI, Prefect flows and tasks."""

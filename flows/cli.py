@@ -1,0 +1,255 @@
+"""The ``pst`` command line. Commands parse their arguments and call pst_core (or flows).
+
+Every error the user can fix (a bad config, a broken data file, an unknown model) is printed as
+one line on stderr with exit code 1; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Peer-Predictive Self-Training: label-free math self-training for small models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Offline packaged models: list and fetch.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _user_errors(func):
+    """Turn PSTError into a one-line message and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from pst_core.errors import PSTError
+
+        try:
+            return func(*args, **kwargs)
+        except PSTError as e:
+            err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False):
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "urllib3", "filelock", "transformers", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _dataset_spec(
+    source: str,
+    name: str | None,
+    question_col: str | None,
+    answer_col: str | None,
+    id_col: str | None,
+    eval_fraction: float,
+    split: str = "all",
+    limit: int | None = None,
+):
+    """A DatasetConfig from a CLI source: a registry benchmark, 'synthetic', or a file."""
+    from pst_core.config import ColumnMap, DatasetConfig
+    from pst_core.data.registry import BENCHMARKS
+
+    is_file = Path(source).suffix != "" or Path(source).exists()
+    benchmark = None if is_file else source
+    if is_file:
+        stem = Path(source).stem
+        benchmark = stem if stem in BENCHMARKS else None
+    columns = None
+    if question_col or answer_col or id_col:
+        columns = ColumnMap(
+            question=question_col or "question", answer=answer_col or "answer", id=id_col
+        )
+    elif is_file and benchmark is None and Path(source).suffix == ".parquet":
+        columns = ColumnMap(id="id", all_answers="all_answers")  # a table `pst ingest` wrote
+    return DatasetConfig(
+        name=name or (benchmark or Path(source).stem),
+        benchmark=benchmark,
+        path=source if is_file else None,
+        columns=columns,
+        eval_fraction=eval_fraction,
+        split=split,
+        limit=limit,
+    )
+
+
+SourceArg = Annotated[
+    str,
+    typer.Argument(
+        help="A data file (.jsonl/.json/.csv/.parquet), a registry benchmark name (loaded from "
+        "the Hub), or 'synthetic'. A file named like a benchmark (multiarith.jsonl) uses that "
+        "benchmark's columns."
+    ),
+]
+QuestionCol = Annotated[Optional[str], typer.Option(help="Column holding the question.")]
+AnswerCol = Annotated[Optional[str], typer.Option(help="Column holding the gold answer.")]
+IdCol = Annotated[Optional[str], typer.Option(help="Column holding a unique row id.")]
+EvalFraction = Annotated[
+    float, typer.Option(help="Eval share when the source has no split (hash of question).")
+]
+
+
+@app.command()
+@_user_errors
+def ingest(
+    source: SourceArg,
+    out: Annotated[Optional[Path], typer.Option(help="Output Parquet (default: <name>.parquet).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Dataset name.")] = None,
+    question_col: QuestionCol = None,
+    answer_col: AnswerCol = None,
+    id_col: IdCol = None,
+    eval_fraction: EvalFraction = 0.3,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip unreadable rows (counted) instead of failing.")
+    ] = False,
+):
+    """Read a dataset into one Parquet table (id, question, answer, source, split)."""
+    from pst_core.data import DATASET_SCHEMA, ingest_dataset
+    from pst_core.store import write_table
+
+    spec = _dataset_spec(source, name, question_col, answer_col, id_col, eval_fraction)
+    table, report = ingest_dataset(spec, skip_bad=skip_bad)
+    path = write_table(table, out or Path(f"{spec.name}.parquet"), DATASET_SCHEMA)
+    console.print(
+        f"wrote {path}: {report.n_rows} rows ({report.n_train} train, {report.n_eval} eval)"
+    )
+    for reason, count in report.skipped.items():
+        console.print(f"  skipped {count} row(s): {reason} (first at {report.first_skipped[reason]})")
+
+
+@app.command()
+@_user_errors
+def generate(
+    source: SourceArg,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model source (see `pst models list`).")],
+    out: Annotated[Path, typer.Option(help="Output Parquet of responses.")] = Path("responses.parquet"),
+    limit: Annotated[Optional[int], typer.Option(help="Answer only the first N questions.")] = None,
+    split: Annotated[str, typer.Option(help="train, eval or all.")] = "all",
+    max_new_tokens: Annotated[int, typer.Option(help="Token budget per response.")] = 256,
+    temperature: Annotated[float, typer.Option(help="0 is greedy.")] = 0.0,
+    n: Annotated[int, typer.Option(help="Responses per question.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = 16,
+    prompt_format: Annotated[str, typer.Option(help="auto, chat or fewshot.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, bfloat16, float16 or float32.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    backend: Annotated[str, typer.Option(help="transformers or vllm.")] = "transformers",
+    question_col: QuestionCol = None,
+    answer_col: AnswerCol = None,
+    id_col: IdCol = None,
+    eval_fraction: EvalFraction = 0.3,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+):
+    """Answer questions with one model and write its responses to Parquet."""
+    from pst_core.answers import matches_gold
+    from pst_core.config import PeerConfig
+    from pst_core.data import ingest_dataset, select_split
+    from pst_core.generate import RESPONSES_SCHEMA, generate_solo
+    from pst_core.models.backend import SamplingParams, load_backend
+    from pst_core.store import write_table
+
+    spec = _dataset_spec(source, None, question_col, answer_col, id_col, eval_fraction, split, limit)
+    table, _ = ingest_dataset(spec)
+    questions = select_split(table, spec.split, spec.limit)
+    peer = PeerConfig(
+        name=Path(model).stem if model.endswith(".gguf") else model.replace("/", "--"),
+        source=model, batch_size=batch_size, prompt_format=prompt_format, dtype=dtype,
+        device=device, backend=backend,
+    )
+    engine = load_backend(peer)
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, n=n, seed=seed)
+    with console.status(f"{peer.name}: answering {questions.num_rows} question(s)"):
+        responses = generate_solo(
+            questions, engine, params, peer=peer.name, model=model, prompt_format=prompt_format
+        )
+    write_table(responses, out, RESPONSES_SCHEMA)
+
+    gold = dict(zip(questions.column("id").to_pylist(), questions.to_pylist()))
+    view = Table("question_id", "answer", "gold", "correct", "tokens", "end")
+    correct = 0
+    for row in responses.to_pylist():
+        q = gold[row["question_id"]]
+        ok = matches_gold(row["answer"], q["answer"], q["all_answers"]) if q["answer"] else None
+        correct += bool(ok)
+        view.add_row(row["question_id"], str(row["answer"]), str(q["answer"]),
+                     {True: "yes", False: "no", None: "-"}[ok], str(row["n_tokens"]),
+                     row["finish_reason"])
+    console.print(view)
+    console.print(f"wrote {out}: {responses.num_rows} responses; {correct} match the gold answer")
+
+
+@app.command()
+@_user_errors
+def validate(
+    config: Annotated[Optional[Path], typer.Argument(help="Experiment YAML to check.")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides.")] = None,
+    fields: Annotated[bool, typer.Option("--fields", help="List every config field.")] = False,
+):
+    """Check an experiment config (or list every config field with --fields)."""
+    from pst_core.config import describe_fields, load_config
+
+    if fields:
+        view = Table("field", "type", "default", "meaning")
+        for row in describe_fields():
+            view.add_row(*row)
+        console.print(view)
+        return
+    if config is None:
+        raise typer.BadParameter("give a config path, or --fields")
+    cfg = load_config(config, overrides or [])
+    console.print(f"{config}: valid (experiment {cfg.experiment}, run {cfg.run_name})")
+
+
+@models_app.command("list")
+def models_list():
+    """The offline packaged models, their licenses, and whether they are fetched."""
+    from pst_core.models.offline import OFFLINE_MODELS, offline_model_path
+
+    view = Table("name", "model", "license", "size", "fetched")
+    for m in OFFLINE_MODELS.values():
+        fetched = "yes" if offline_model_path(m.name).exists() else "no"
+        view.add_row(m.name, m.description, m.license, f"{m.size / 2**20:.0f} MiB", fetched)
+    console.print(view)
+
+
+@models_app.command("fetch")
+@_user_errors
+def models_fetch(
+    names: Annotated[list[str], typer.Argument(help="Offline model names (`pst models list`).")],
+    force: Annotated[bool, typer.Option("--force", help="Download again even if present.")] = False,
+):
+    """Download an offline model's wheels from PyPI, assemble its GGUF and verify its SHA-256."""
+    from pst_core.models.offline import fetch_offline_model, get_offline_model
+
+    for name in names:
+        get_offline_model(name)  # fail on a typo before downloading anything
+    for name in names:
+        with console.status(f"fetching {name}"):
+            path = fetch_offline_model(name, force=force)
+        console.print(f"{name}: {path} (SHA-256 verified)")
+
+
+def main() -> None:  # pragma: no cover - `python -m flows.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
