@@ -17,6 +17,12 @@ import torch
 
 from pst_core.models.backend import ContinuationScore, Generation, SamplingParams
 from pst_core.models.source import load_model
+from pst_core.models.tokens import (
+    encode_continuation,
+    encode_prompt,
+    prompt_style,
+    render_prompt,
+)
 from pst_core.prompts import Prompt, Style
 
 log = logging.getLogger(__name__)
@@ -58,23 +64,13 @@ class TransformersBackend:
         return next(self.model.parameters()).device
 
     def prompt_style(self, requested: str) -> Style:
-        if requested != "auto":
-            return requested  # type: ignore[return-value]
-        return "chat" if self.tokenizer.chat_template else "fewshot"
+        return prompt_style(self.tokenizer, requested)
 
     def render(self, prompt: Prompt) -> str:
-        if prompt.style == "fewshot":
-            return prompt.text
-        messages = [{"role": "user", "content": prompt.text}]
-        return self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
+        return render_prompt(self.tokenizer, prompt)
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of a rendered prompt; BOS is added only if the text does not carry it."""
-        bos = self.tokenizer.bos_token
-        add_special = not (bos and text.startswith(bos))
-        return self.tokenizer(text, add_special_tokens=add_special)["input_ids"]
+        return encode_prompt(self.tokenizer, text)
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
@@ -85,6 +81,7 @@ class TransformersBackend:
             input_ids, attention_mask = self._left_pad([encoded[i] for i in batch])
             torch.manual_seed(params.seed + batch_index)
             sampling = params.temperature > 0
+            per_prompt = params.n if sampling else 1  # greedy: one decode, copied n times
             out = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -93,7 +90,7 @@ class TransformersBackend:
                 temperature=params.temperature if sampling else None,
                 top_p=params.top_p if sampling else None,
                 top_k=None,
-                num_return_sequences=params.n,
+                num_return_sequences=per_prompt,
                 eos_token_id=eos_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
                 stop_strings=list(params.stop) or None,
@@ -101,7 +98,8 @@ class TransformersBackend:
             )
             new_tokens = out[:, input_ids.shape[1] :].tolist()
             for row, tokens in enumerate(new_tokens):
-                results[batch[row // params.n]].append(self._finish(tokens, eos_ids, params.stop))
+                generation = self._finish(tokens, eos_ids, params.stop)
+                results[batch[row // per_prompt]] += [generation] * (params.n // per_prompt)
         return results
 
     def _finish(self, tokens: list[int], eos_ids: list[int], stop: tuple[str, ...]) -> Generation:
@@ -140,7 +138,7 @@ class TransformersBackend:
         same whatever the context.
         """
         pairs = [
-            (self.encode(c), self.tokenizer(t, add_special_tokens=False)["input_ids"])
+            (self.encode(c), encode_continuation(self.tokenizer, t))
             for c, t in zip(contexts, continuations, strict=True)
         ]
         scores: list[ContinuationScore | None] = [None] * len(pairs)

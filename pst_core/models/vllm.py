@@ -1,0 +1,116 @@
+"""The vLLM backend: the same generate/score interface on a GPU, for Hub-sized peers.
+
+NOT EXERCISED ON THE PROJECT'S MACHINES. The CI and development machines have no GPU, and
+vLLM's PyPI wheel is a CUDA build; this module is written against vLLM's public offline API
+(``vllm.LLM``, ``vllm.SamplingParams``, ``vllm.inputs.TokensPrompt``, ``prompt_logprobs``) and
+is import-guarded, but no test runs it. Install with ``pip install -e ".[gpu]"`` on a CUDA
+machine; see the README's "GPU and vLLM" section.
+
+Prompts are rendered and encoded with the same helpers as the transformers backend and handed
+to vLLM as token ids, so both backends see identical inputs. Scoring asks vLLM for the
+log-probability of every prompt token (``prompt_logprobs=0`` returns the actual token's
+log-prob) and sums those of the continuation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pst_core.errors import ModelError
+from pst_core.models.backend import ContinuationScore, Generation, SamplingParams
+from pst_core.models.source import model_directory, resolve_source
+from pst_core.models.tokens import (
+    encode_continuation,
+    encode_prompt,
+    prompt_style,
+    render_prompt,
+)
+from pst_core.prompts import Prompt, Style
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError:
+        raise ModelError(
+            "backend 'vllm' needs vLLM on a CUDA machine: pip install -e '.[gpu]' "
+            "(or set the peer's backend to transformers)"
+        ) from None
+    return vllm
+
+
+class VLLMBackend:
+    """A vLLM engine behind the :class:`~pst_core.models.backend.Backend` interface."""
+
+    def __init__(self, llm, name: str = "model"):
+        self.llm = llm
+        self.tokenizer = llm.get_tokenizer()
+        self.name = name
+
+    @classmethod
+    def from_config(cls, peer) -> VLLMBackend:
+        vllm = _import_vllm()
+        location, revision = model_directory(resolve_source(peer.source, peer.revision))
+        llm = vllm.LLM(
+            model=location,
+            revision=revision,
+            dtype="auto" if peer.dtype == "auto" else peer.dtype,
+            trust_remote_code=peer.trust_remote_code,
+            enable_prefix_caching=True,  # peer prompts share the question prefix
+        )
+        return cls(llm, name=peer.name)
+
+    def prompt_style(self, requested: str) -> Style:
+        return prompt_style(self.tokenizer, requested)
+
+    def render(self, prompt: Prompt) -> str:
+        return render_prompt(self.tokenizer, prompt)
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+        vllm = _import_vllm()
+        from vllm.inputs import TokensPrompt
+
+        sampling = vllm.SamplingParams(
+            n=params.n,
+            temperature=params.temperature,
+            top_p=params.top_p if params.temperature > 0 else 1.0,
+            max_tokens=params.max_new_tokens,
+            seed=params.seed,
+            stop=list(params.stop) or None,
+        )
+        inputs = [TokensPrompt(prompt_token_ids=encode_prompt(self.tokenizer, p)) for p in prompts]
+        outputs = self.llm.generate(inputs, sampling, use_tqdm=False)
+        return [
+            [
+                Generation(
+                    text=c.text.strip(),
+                    n_tokens=len(c.token_ids),
+                    finish_reason="length" if c.finish_reason == "length" else "stop",
+                )
+                for c in out.outputs
+            ]
+            for out in outputs
+        ]
+
+    def score(self, contexts: Sequence[str], continuations: Sequence[str]) -> list[ContinuationScore]:
+        vllm = _import_vllm()
+        from vllm.inputs import TokensPrompt
+
+        pairs = [
+            (encode_prompt(self.tokenizer, c), encode_continuation(self.tokenizer, t))
+            for c, t in zip(contexts, continuations, strict=True)
+        ]
+        inputs = [TokensPrompt(prompt_token_ids=ctx + cont) for ctx, cont in pairs]
+        sampling = vllm.SamplingParams(max_tokens=1, prompt_logprobs=0)
+        outputs = self.llm.generate(inputs, sampling, use_tqdm=False)
+        scores = []
+        for (ctx, cont), out in zip(pairs, outputs):
+            ids = ctx + cont
+            total = sum(
+                out.prompt_logprobs[pos][ids[pos]].logprob for pos in range(len(ctx), len(ids))
+            )
+            scores.append(ContinuationScore(float(total), len(cont)))
+        return scores
+
+    def close(self) -> None:
+        self.llm = None
