@@ -202,10 +202,17 @@ def validate(
     config: Annotated[Optional[Path], typer.Argument(help="Experiment YAML to check.")] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides.")] = None,
     fields: Annotated[bool, typer.Option("--fields", help="List every config field.")] = False,
+    markdown: Annotated[bool, typer.Option(help="With --fields: a Markdown table (README).")] = False,
 ):
     """Check an experiment config (or list every config field with --fields)."""
     from pst_core.config import describe_fields, load_config
 
+    if fields and markdown:
+        print("| field | type | default | meaning |\n|---|---|---|---|")
+        for row in describe_fields():
+            cells = [c.replace("|", "\\|") for c in row]
+            print(f"| `{cells[0]}` | {cells[1]} | `{cells[2]}` | {cells[3]} |")
+        return
     if fields:
         view = Table("field", "type", "default", "meaning")
         for row in describe_fields():

@@ -23,8 +23,8 @@ from typing import NamedTuple
 
 RULES = ("boxed", "answer_is", "hash", "last_number")
 
-_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+"
-_NUMBER_RE = re.compile(_NUMBER)
+NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+"
+_NUMBER_RE = re.compile(NUMBER)
 _ANSWER_IS_RE = re.compile(
     r"(?:the\s+)?(?:final\s+)?answer\s*(?:is|:|=)\s*:?\s*(.+?)(?=(?:\.\s)|\.?\s*$|\n)",
     re.IGNORECASE | re.MULTILINE,
@@ -105,7 +105,7 @@ def _canonical(raw: str) -> str | None:
     if not s:
         return None
     plain = s.replace("\\$", "").replace("\\%", "").replace("%", "").strip()
-    return normalize_number(plain) if re.fullmatch(_NUMBER, plain) else s
+    return normalize_number(plain) if re.fullmatch(NUMBER, plain) else s
 
 
 def _answer_from_phrase(raw: str) -> str | None:
@@ -121,7 +121,7 @@ def _answer_from_phrase(raw: str) -> str | None:
         return _canonical(inner[-1])
     s = s.rsplit("=", 1)[-1]
     s = _canonical(s.strip().strip("*")) or ""
-    if re.fullmatch(_NUMBER, s) or _FRACTION_RE.match(s):
+    if re.fullmatch(NUMBER, s) or _FRACTION_RE.match(s):
         return s
     prose = re.findall(r"[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", "", s))
     if "\\" in s and not prose:
@@ -145,7 +145,7 @@ def to_number(text: str) -> Decimal | None:
     try:
         if fraction:
             return Decimal(fraction.group(1)) / Decimal(fraction.group(2))
-        if re.fullmatch(_NUMBER, s):
+        if re.fullmatch(NUMBER, s):
             return Decimal(s)
     except (InvalidOperation, ZeroDivisionError):
         return None

@@ -61,8 +61,10 @@ class DatasetConfig(_Section):
     columns: ColumnMap | None = Field(
         None, description="Column mapping for `path`; default: the benchmark's, else ColumnMap()."
     )
-    split: Literal["train", "eval", "all"] = Field(
-        "train", description="Which rows this dataset contributes: train, eval, or all of them."
+    split: Literal["train", "eval", "all"] | None = Field(
+        None,
+        description="Which rows this dataset contributes: train, eval or all; default: train "
+        "for the pool, eval for data.eval[].",
     )
     eval_fraction: float = Field(
         0.3,
@@ -315,20 +317,33 @@ def _apply_override(raw: dict[str, Any], override: str, path: Path) -> None:
             node = node[part]
 
 
-def describe_fields(model: type[BaseModel] = ExperimentConfig, prefix: str = "") -> list[tuple]:
-    """(field path, type, default, description) for every field, sections expanded."""
+def describe_fields(
+    model: type[BaseModel] = ExperimentConfig, prefix: str = "", seen: dict | None = None
+) -> list[tuple[str, str, str, str]]:
+    """(field path, type, default, description) for every field, sections expanded once.
+
+    A section type met again (each ``data.eval[]`` entry is a dataset like ``data.pool``) gets
+    one row pointing at its first expansion.
+    """
+    seen = {} if seen is None else seen
     rows = []
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
         ann = field.annotation
         inner = _section_type(ann)
         if inner is not None:
-            suffix = "[]" if getattr(ann, "__origin__", None) is list else ""
-            rows.extend(describe_fields(inner, f"{path}{suffix}."))
+            path += "[]" if getattr(ann, "__origin__", None) is list else ""
+            if inner in seen:
+                rows.append((path, "list" if path.endswith("[]") else "section", "",
+                             f"{field.description or ''} Same fields as `{seen[inner]}`.".strip()))
+            else:
+                seen[inner] = path
+                rows.extend(describe_fields(inner, f"{path}.", seen))
             continue
         default = "required" if field.is_required() else _show_default(field)
-        type_name = str(ann).replace("typing.", "").replace("NoneType", "None")
-        rows.append((path, type_name, default, field.description or ""))
+        type_name = ann.__name__ if isinstance(ann, type) else str(ann)
+        rows.append((path, type_name.replace("typing.", "").replace("NoneType", "None"),
+                     default, field.description or ""))
     return rows
 
 

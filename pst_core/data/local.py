@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pst_core.answers import normalize_number
+from pst_core.answers import NUMBER, normalize_number
 from pst_core.config import ColumnMap
 from pst_core.errors import DataError
+
+log = logging.getLogger(__name__)
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
            ".parquet": "parquet"}
@@ -114,7 +118,9 @@ def map_record(record: dict[str, Any], columns: ColumnMap, default_id: str) -> R
 def _check_columns(path: Path, record: dict[str, Any], columns: ColumnMap) -> None:
     """Fail once, at file level, when a mapped column is absent from the first record."""
     wanted = [columns.question] if isinstance(columns.question, str) else list(columns.question)
-    wanted += [c for c in (columns.answer, columns.id) if c]
+    wanted += [c for c in (columns.id,) if c]
+    if columns.answer and _get(record, columns.answer, _MISSING) is _MISSING:
+        log.warning("%s: no column %r: the data is read as unlabeled", path, columns.answer)
     for column in wanted:
         if _get(record, column, _MISSING) is _MISSING:
             have = ", ".join(record) or "none"
@@ -145,6 +151,8 @@ def _answer_text(value: Any) -> str | None:
     if isinstance(value, (int, float)):
         return normalize_number(repr(value)) if math.isfinite(value) else str(value)
     text = str(value).strip()
+    if re.fullmatch(NUMBER, text):
+        return normalize_number(text)
     return text or None
 
 
