@@ -1,0 +1,96 @@
+"""The pst command: bad input gives one line on stderr, a non-zero exit, and no partial file."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pst(*args, cwd=None, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd or ROOT, env={**os.environ, **(env or {})},
+    )
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr  # one line; log lines (INFO/WARNING) may precede it
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def test_help_lists_commands():
+    out = pst("--help").stdout
+    for command in ("ingest", "generate", "validate", "models"):
+        assert command in out
+
+
+def test_ingest_broken_jsonl(tmp_path):
+    src = tmp_path / "broken.jsonl"
+    src.write_text('{"question": "a?", "answer": "1"}\n{"question": \n', encoding="utf-8")
+    out = tmp_path / "out.parquet"
+    result = pst("ingest", src, "--out", out)
+    assert_one_line_error(result, "broken.jsonl:line 2: invalid JSON", "--skip-bad")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.jsonl"]
+
+
+def test_ingest_skip_bad_reports_counts(tmp_path):
+    src = tmp_path / "broken.jsonl"
+    src.write_text('{"question": "a?", "answer": "1"}\n{"question": \n{"question": "b?"}\n',
+                   encoding="utf-8")
+    out = tmp_path / "out.parquet"
+    result = pst("ingest", src, "--out", out, "--skip-bad")
+    assert result.returncode == 0, result.stderr
+    assert "skipped 1 row(s): invalid JSON" in result.stdout
+    assert pq.read_table(out).num_rows == 2
+
+
+def test_ingest_csv_without_question_column(tmp_path):
+    src = tmp_path / "q.csv"
+    src.write_text("prompt,answer\nwhat?,1\n", encoding="utf-8")
+    result = pst("ingest", src, "--out", tmp_path / "out.parquet")
+    assert_one_line_error(result, "q.csv: no column 'question'")
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_generate_unknown_model(tmp_path):
+    src = tmp_path / "q.jsonl"
+    src.write_text('{"question": "2+2?"}\n', encoding="utf-8")
+    result = pst("generate", src, "--model", "no-such-model", "--out", tmp_path / "r.parquet")
+    assert_one_line_error(result, "unknown model 'no-such-model'")
+    assert not (tmp_path / "r.parquet").exists()
+
+
+def test_generate_corrupted_gguf(tmp_path):
+    src = tmp_path / "q.jsonl"
+    src.write_text('{"question": "2+2?"}\n', encoding="utf-8")
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"GGUF not really")
+    result = pst("generate", src, "--model", bad, "--out", tmp_path / "r.parquet",
+                 env={"PST_CACHE_DIR": str(tmp_path / "cache")})
+    assert_one_line_error(result, "model.gguf: not a loadable GGUF model")
+    assert not (tmp_path / "r.parquet").exists()
+
+
+def test_models_fetch_unknown_name():
+    assert_one_line_error(pst("models", "fetch", "gpt-5"), "unknown offline model 'gpt-5'")
+
+
+def test_models_list_shows_licenses():
+    out = pst("models", "list").stdout
+    assert "Apache-2.0" in out and "Gemma" in out
+
+
+def test_validate(tmp_path):
+    assert pst("validate", "data/configs/demo.yaml").returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiment: x\ndata: {pool: {name: p, benchmark: synthetic}}\npeers: []\n")
+    assert_one_line_error(pst("validate", bad), "bad.yaml: peers: List should have at least 1 item")

@@ -1,0 +1,101 @@
+"""The experiment config: every shipped YAML loads; errors name the field and the file."""
+
+from pathlib import Path
+
+import pytest
+
+from pst_core.config import ExperimentConfig, describe_fields, load_config
+from pst_core.errors import ConfigError
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "data" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, ExperimentConfig) and len(cfg.peers) >= 2
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+BASE = """
+experiment: t
+data: {pool: {name: p, benchmark: synthetic}}
+peers: [{name: a, source: smollm2-135m-instruct}]
+"""
+
+
+def test_unknown_key_names_its_path(tmp_path):
+    path = _write(tmp_path, BASE + "pmi: {betta: 1}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: pmi\.betta: unknown field"):
+        load_config(path)
+
+
+def test_bad_value_names_path_and_value(tmp_path):
+    path = _write(tmp_path, BASE + "pmi: {beta: -1}\n")
+    with pytest.raises(ConfigError, match=r"pmi\.beta: Input should be greater than or equal to 0 \(got -1\)"):
+        load_config(path)
+
+
+def test_nested_list_error_path(tmp_path):
+    path = _write(tmp_path, BASE.replace("source: smollm2-135m-instruct", "source: x, batch_size: 0"))
+    with pytest.raises(ConfigError, match=r"peers\.0\.batch_size: Input should be greater than 0"):
+        load_config(path)
+
+
+def test_all_errors_on_one_line(tmp_path):
+    path = _write(tmp_path, BASE + "rounds: -1\ngeneration: {top_p: 2}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "\n" not in message and "rounds:" in message and "generation.top_p:" in message
+
+
+def test_overrides(tmp_path):
+    path = _write(tmp_path, BASE)
+    cfg = load_config(path, ["pmi.beta=0.5", "peers.0.batch_size=4", "train.method=full"])
+    assert (cfg.pmi.beta, cfg.peers[0].batch_size, cfg.train.method) == (0.5, 4, "full")
+    with pytest.raises(ConfigError, match="not an index"):
+        load_config(path, ["peers.3.batch_size=4"])
+
+
+def test_run_name_is_a_stable_hash_of_the_config(tmp_path):
+    path = _write(tmp_path, BASE)
+    a, b = load_config(path), load_config(path, ["output_dir=elsewhere"])
+    c = load_config(path, ["seed=1"])
+    assert a.run_name == b.run_name != c.run_name
+    assert load_config(path, ["run=mine"]).run_name == "mine"
+
+
+def test_duplicate_peer_names(tmp_path):
+    path = _write(tmp_path, BASE.replace("peers: [{name: a, source: smollm2-135m-instruct}]",
+                                         "peers: [{name: a, source: x}, {name: a, source: y}]"))
+    with pytest.raises(ConfigError, match="peer names must be unique, repeated: a"):
+        load_config(path)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "a: [1,\n"))
+
+
+def test_every_field_is_described():
+    rows = describe_fields()
+    assert {"pmi.beta", "peers[].source", "data.pool.columns.question", "train.lora_r"} <= {
+        r[0] for r in rows
+    }
+    assert all(r[3] for r in rows if r[0].count(".") or r[0] in ("experiment", "seed")), [
+        r[0] for r in rows if not r[3]
+    ]
+
+
+def test_readme_documents_every_field():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [row[0] for row in describe_fields() if f"`{row[0]}`" not in readme]
+    assert not missing, f"README config reference lacks {missing}: pst validate --fields --markdown"
