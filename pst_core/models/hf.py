@@ -9,6 +9,7 @@ logits for 32 x 200 tokens peak at 21 GB here).
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from collections.abc import Iterator, Sequence
@@ -150,49 +151,61 @@ class TransformersBackend:
         return scores  # type: ignore[return-value]
 
     def _continuation_logprobs(self, pairs: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
-        rows = [ctx + cont for ctx, cont in pairs]
-        width = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
-        mask = torch.tensor(
-            [[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device
+        input_ids, attention_mask, rows, positions, targets = pack_continuations(
+            pairs, self.tokenizer.pad_token_id, self.device
         )
-        causal_lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        decoder = getattr(causal_lm, causal_lm.base_model_prefix)
-        hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        # Position p predicts token p + 1: the continuation's tokens are predicted from
-        # positions len(ctx) - 1 ... len(ctx) + len(cont) - 2.
-        row_idx, pos_idx, targets, sizes = [], [], [], []
-        for b, (ctx, cont) in enumerate(pairs):
-            start = len(ctx) - 1
-            row_idx += [b] * len(cont)
-            pos_idx += range(start, start + len(cont))
-            targets += cont
-            sizes.append(len(cont))
-        selected = hidden[torch.tensor(row_idx), torch.tensor(pos_idx)]
-        target_ids = torch.tensor(targets, device=self.device)
-        token_logprobs = torch.cat(
-            [
-                self._token_logprobs(causal_lm, selected[s : s + _LOGIT_CHUNK],
-                                     target_ids[s : s + _LOGIT_CHUNK])
-                for s in range(0, len(targets), _LOGIT_CHUNK)
-            ]
-        ) if targets else torch.zeros(0)
-        return list(torch.split(token_logprobs.cpu(), sizes))
-
-    @staticmethod
-    def _token_logprobs(causal_lm, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = causal_lm.get_output_embeddings()(hidden).float()
-        cap = getattr(causal_lm.config, "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return logits.log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
+        causal_lm, hidden = hidden_at(self.model, input_ids, attention_mask, rows, positions)
+        token_logprobs = torch.cat([
+            output_logits(causal_lm, hidden[s : s + _LOGIT_CHUNK])
+            .log_softmax(-1).gather(-1, targets[s : s + _LOGIT_CHUNK, None]).squeeze(-1)
+            for s in range(0, len(targets), _LOGIT_CHUNK)
+        ] or [torch.zeros(0)])
+        return list(torch.split(token_logprobs.cpu(), [len(cont) for _, cont in pairs]))
 
     def close(self) -> None:
         self.model = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def pack_continuations(pairs: list[tuple[list[int], list[int]]], pad_id: int, device):
+    """Right-padded (context + continuation) rows, and where each continuation token is predicted.
+
+    Position p predicts token p + 1, so a continuation starting at index len(ctx) is predicted
+    from positions len(ctx) - 1 ... len(ctx) + len(cont) - 2.
+
+    Returns:
+        input_ids, attention_mask, rows, positions, targets (the last three flat, one per
+        continuation token).
+    """
+    seqs = [ctx + cont for ctx, cont in pairs]
+    width = max(len(s) for s in seqs)
+    input_ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], device=device)
+    attention_mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs],
+                                  device=device)
+    rows, positions, targets = [], [], []
+    for b, (ctx, cont) in enumerate(pairs):
+        rows += [b] * len(cont)
+        positions += range(len(ctx) - 1, len(ctx) - 1 + len(cont))
+        targets += cont
+    as_tensor = functools.partial(torch.tensor, dtype=torch.long, device=device)
+    return input_ids, attention_mask, as_tensor(rows), as_tensor(positions), as_tensor(targets)
+
+
+def hidden_at(model, input_ids, attention_mask, rows, positions):
+    """(causal LM, final hidden states at the given (row, position) pairs), never all logits."""
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = getattr(causal_lm, causal_lm.base_model_prefix)
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return causal_lm, hidden[rows, positions]
+
+
+def output_logits(causal_lm, hidden: torch.Tensor) -> torch.Tensor:
+    """Float logits from final hidden states, with the model's logit soft-capping (Gemma)."""
+    logits = causal_lm.get_output_embeddings()(hidden).float()
+    cap = getattr(causal_lm.config.get_text_config(), "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
 
 
 def _length_buckets(sequences: Sequence[Sequence[int]], batch_size: int) -> Iterator[list[int]]:
