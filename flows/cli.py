@@ -198,6 +198,35 @@ def generate(
 
 @app.command()
 @_user_errors
+def run(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML (see data/configs/).")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides.")] = None,
+):
+    """Run an experiment: round 0 evaluation, then R rounds of PST. Resumes where it stopped."""
+    from pst_core.config import load_config
+    from pst_core.pipeline import Experiment, summary
+
+    cfg = load_config(config, overrides or [])
+    experiment = Experiment(cfg)
+    console.print(f"run directory: {experiment.layout.root}")
+    layout = experiment.run()
+    print_summary(summary(layout, cfg.rounds))
+    console.print(f"results: {layout.root} (metrics.parquet and eval.parquet per round)")
+
+
+def print_summary(rows: list[dict]) -> None:
+    """The per-round, per-peer table of exact match and generator-verifier gap."""
+    view = Table("round", "peer", "benchmark", "EM", "GV-Gap abs", "GV-Gap rel", "n")
+    pct = lambda v: "-" if v is None or v != v else f"{100 * v:.1f}"  # noqa: E731
+    for row in sorted(rows, key=lambda x: (x["benchmark"], x["peer"], x["round"])):
+        view.add_row(str(row["round"]), row["peer"], row["benchmark"], pct(row.get("em")),
+                     pct(row.get("gv_gap_abs")), pct(row.get("gv_gap_rel")),
+                     str(int(row.get("n_questions", 0))))
+    console.print(view)
+
+
+@app.command()
+@_user_errors
 def validate(
     config: Annotated[Optional[Path], typer.Argument(help="Experiment YAML to check.")] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides.")] = None,

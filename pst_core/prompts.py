@@ -1,4 +1,4 @@
-"""Prompt templates: the solo math prompt, and a plain few-shot format for base models.
+"""Prompt templates: solo, peer and self-verification prompts, chat or few-shot.
 
 The solo instruction is the one measured to work on these models (STACK.md): with a "careful
 tutor" system prompt Qwen-0.5B skipped its working and scored 0/30; with this instruction it
@@ -52,6 +52,51 @@ def solo_prompt(question: str, style: Style) -> Prompt:
         return Prompt(SOLO_INSTRUCTION.format(question=question), "chat")
     shots = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in FEWSHOT_EXAMPLES)
     return Prompt(f"{shots}Question: {question}\nAnswer:", "fewshot")
+
+
+PEER_INSTRUCTION = (
+    "{question}\n\nOther students already answered this question. Their answers may be wrong.\n\n"
+    "{earlier}\n\nSolve the problem yourself. Think step by step. Then write the final line as "
+    "'The answer is N'."
+)
+
+VERIFY_INSTRUCTION = (
+    "Question: {question}\n\nProposed solution: {response}\n\n"
+    "Is the proposed solution's final answer correct? Reply with Yes or No."
+)
+
+
+def peer_prompt(question: str, earlier: list[str], style: Style) -> Prompt:
+    """The prompt of a peer that sees the earlier peers' responses (DESIGN.md, step 1).
+
+    With no earlier responses it is the solo prompt, so the first peer of a chain answers alone.
+    Earlier responses are shown as "Student 1", "Student 2"... in answering order; model names
+    are not shown, so a peer cannot defer to a famous name.
+    """
+    if not earlier:
+        return solo_prompt(question, style)
+    shown = "\n\n".join(f"Student {i}: {text.strip()}" for i, text in enumerate(earlier, 1))
+    if style == "chat":
+        return Prompt(PEER_INSTRUCTION.format(question=question, earlier=shown), "chat")
+    shots = solo_prompt(question, "fewshot").text.rsplit("Question: ", 1)[0]
+    return Prompt(f"{shots}{shown}\n\nQuestion: {question}\nAnswer:", "fewshot")
+
+
+def verify_prompt(question: str, response: str, style: Style) -> Prompt:
+    """The self-verification prompt: the model judges one of its own responses.
+
+    Its score is log p("Yes") - log p("No") as the continuation (see ``evaluate``), a
+    likelihood-based self-verification in the spirit of Song et al. ("Mind the Gap", 2024).
+    """
+    text = VERIFY_INSTRUCTION.format(question=question, response=response.strip())
+    if style == "chat":
+        return Prompt(text, "chat")
+    return Prompt(f"{text}\nReply:", "fewshot")
+
+
+def verify_choices(style: Style) -> tuple[str, str]:
+    """The (yes, no) continuations scored after a verification prompt."""
+    return ("Yes", "No") if style == "chat" else (" Yes", " No")
 
 
 def stop_strings(style: Style) -> tuple[str, ...]:

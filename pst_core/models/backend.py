@@ -72,12 +72,15 @@ class Backend(Protocol):
         ...
 
 
-def load_backend(peer) -> Backend:
-    """The backend a :class:`~pst_core.config.PeerConfig` asks for, with its model loaded."""
+def load_backend(peer, checkpoint=None) -> Backend:
+    """The backend a :class:`~pst_core.config.PeerConfig` asks for, with its model loaded.
+
+    ``checkpoint`` is the peer's latest training output (LoRA adapters or a full model), if any.
+    """
     if peer.backend == "vllm":
         from pst_core.models.vllm import VLLMBackend
 
-        return VLLMBackend.from_config(peer)
+        return VLLMBackend.from_config(peer, checkpoint)
     from pst_core.models.hf import TransformersBackend
 
-    return TransformersBackend.from_config(peer)
+    return TransformersBackend.from_config(peer, checkpoint)

@@ -13,11 +13,13 @@ import functools
 import gc
 import logging
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 
 from pst_core.models.backend import ContinuationScore, Generation, SamplingParams
 from pst_core.models.source import load_model
+from pst_core.progress import progress
 from pst_core.models.tokens import (
     encode_continuation,
     encode_prompt,
@@ -50,14 +52,8 @@ class TransformersBackend:
             tokenizer.pad_token = tokenizer.eos_token
 
     @classmethod
-    def from_config(cls, peer) -> TransformersBackend:
-        model, tokenizer = load_model(
-            peer.source,
-            revision=peer.revision,
-            dtype=peer.dtype,
-            device=peer.device,
-            trust_remote_code=peer.trust_remote_code,
-        )
+    def from_config(cls, peer, checkpoint: Path | None = None) -> TransformersBackend:
+        model, tokenizer = load_peer_model(peer, checkpoint)
         return cls(model, tokenizer, name=peer.name, batch_size=peer.batch_size)
 
     @property
@@ -78,30 +74,39 @@ class TransformersBackend:
         encoded = [self.encode(p) for p in prompts]
         results: list[list[Generation]] = [[] for _ in prompts]
         eos_ids = self._eos_ids()
-        for batch_index, batch in enumerate(_length_buckets(encoded, self.batch_size)):
-            input_ids, attention_mask = self._left_pad([encoded[i] for i in batch])
-            torch.manual_seed(params.seed + batch_index)
-            sampling = params.temperature > 0
-            per_prompt = params.n if sampling else 1  # greedy: one decode, copied n times
-            out = self.model.generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                max_new_tokens=params.max_new_tokens,
-                do_sample=sampling,
-                temperature=params.temperature if sampling else None,
-                top_p=params.top_p if sampling else None,
-                top_k=None,
-                num_return_sequences=per_prompt,
-                eos_token_id=eos_ids,
-                pad_token_id=self.tokenizer.pad_token_id,
-                stop_strings=list(params.stop) or None,
-                tokenizer=self.tokenizer if params.stop else None,
-            )
-            new_tokens = out[:, input_ids.shape[1] :].tolist()
-            for row, tokens in enumerate(new_tokens):
-                generation = self._finish(tokens, eos_ids, params.stop)
-                results[batch[row // per_prompt]] += [generation] * (params.n // per_prompt)
+        with progress(f"{self.name}: generate", len(prompts)) as advance:
+            for batch_index, batch in enumerate(_length_buckets(encoded, self.batch_size)):
+                self._generate_batch(batch_index, batch, encoded, params, eos_ids, results)
+                advance(len(batch))
         return results
+
+    def _generate_batch(
+        self, batch_index: int, batch: list[int], encoded: list[list[int]],
+        params: SamplingParams, eos_ids: list[int], results: list[list[Generation]],
+    ) -> None:
+        """Generate one length bucket and append each prompt's generations to ``results``."""
+        input_ids, attention_mask = self._left_pad([encoded[i] for i in batch])
+        torch.manual_seed(params.seed + batch_index)
+        sampling = params.temperature > 0
+        per_prompt = params.n if sampling else 1  # greedy: one decode, copied n times
+        out = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=params.max_new_tokens,
+            do_sample=sampling,
+            temperature=params.temperature if sampling else None,
+            top_p=params.top_p if sampling else None,
+            top_k=None,
+            num_return_sequences=per_prompt,
+            eos_token_id=eos_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            stop_strings=list(params.stop) or None,
+            tokenizer=self.tokenizer if params.stop else None,
+        )
+        new_tokens = out[:, input_ids.shape[1] :].tolist()
+        for row, tokens in enumerate(new_tokens):
+            generation = self._finish(tokens, eos_ids, params.stop)
+            results[batch[row // per_prompt]] += [generation] * (params.n // per_prompt)
 
     def _finish(self, tokens: list[int], eos_ids: list[int], stop: tuple[str, ...]) -> Generation:
         """Cut a generated row at EOS or a stop string; count its tokens; say why it ended."""
@@ -144,10 +149,12 @@ class TransformersBackend:
         ]
         scores: list[ContinuationScore | None] = [None] * len(pairs)
         lengths = [ctx + cont for ctx, cont in pairs]
-        for batch in _length_buckets(lengths, self.batch_size):
-            logprobs = self._continuation_logprobs([pairs[i] for i in batch])
-            for i, token_logprobs in zip(batch, logprobs):
-                scores[i] = ContinuationScore(float(token_logprobs.sum()), len(token_logprobs))
+        with progress(f"{self.name}: score", len(pairs)) as advance:
+            for batch in _length_buckets(lengths, self.batch_size):
+                logprobs = self._continuation_logprobs([pairs[i] for i in batch])
+                for i, token_logprobs in zip(batch, logprobs):
+                    scores[i] = ContinuationScore(float(token_logprobs.sum()), len(token_logprobs))
+                advance(len(batch))
         return scores  # type: ignore[return-value]
 
     def _continuation_logprobs(self, pairs: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
@@ -167,6 +174,25 @@ class TransformersBackend:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def load_peer_model(peer, checkpoint: Path | None = None):
+    """A peer's model and tokenizer: its source, plus the latest checkpoint when there is one.
+
+    A checkpoint is LoRA adapters (applied on the source model, unmerged, so evaluation sees
+    exactly the trained model) or a full fine-tuned model directory.
+    """
+    if checkpoint is not None and not (checkpoint / "adapter_config.json").exists():
+        return load_model(str(checkpoint), dtype=peer.dtype, device=peer.device)
+    model, tokenizer = load_model(
+        peer.source, revision=peer.revision, dtype=peer.dtype, device=peer.device,
+        trust_remote_code=peer.trust_remote_code,
+    )
+    if checkpoint is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, checkpoint).eval()
+    return model, tokenizer
 
 
 def pack_continuations(pairs: list[tuple[list[int], list[int]]], pad_id: int, device):

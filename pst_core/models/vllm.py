@@ -14,7 +14,9 @@ log-prob) and sums those of the continuation.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from pst_core.errors import ModelError
 from pst_core.models.backend import ContinuationScore, Generation, SamplingParams
@@ -42,23 +44,37 @@ def _import_vllm():
 class VLLMBackend:
     """A vLLM engine behind the :class:`~pst_core.models.backend.Backend` interface."""
 
-    def __init__(self, llm, name: str = "model"):
+    def __init__(self, llm, name: str = "model", lora_request=None):
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
         self.name = name
+        self.lora_request = lora_request
 
     @classmethod
-    def from_config(cls, peer) -> VLLMBackend:
+    def from_config(cls, peer, checkpoint: Path | None = None) -> VLLMBackend:
+        """Load the peer's source (or a full fine-tuned checkpoint), with LoRA adapters if any."""
         vllm = _import_vllm()
-        location, revision = model_directory(resolve_source(peer.source, peer.revision))
+        adapters = checkpoint is not None and (checkpoint / "adapter_config.json").exists()
+        if checkpoint is not None and not adapters:
+            location, revision = str(checkpoint), None
+        else:
+            location, revision = model_directory(resolve_source(peer.source, peer.revision))
+        lora_rank = json.loads((checkpoint / "adapter_config.json").read_text())["r"] if adapters else None
         llm = vllm.LLM(
             model=location,
             revision=revision,
             dtype="auto" if peer.dtype == "auto" else peer.dtype,
             trust_remote_code=peer.trust_remote_code,
             enable_prefix_caching=True,  # peer prompts share the question prefix
+            enable_lora=adapters,
+            **({"max_lora_rank": lora_rank} if adapters else {}),
         )
-        return cls(llm, name=peer.name)
+        lora_request = None
+        if adapters:
+            from vllm.lora.request import LoRARequest
+
+            lora_request = LoRARequest(peer.name, 1, str(checkpoint))
+        return cls(llm, name=peer.name, lora_request=lora_request)
 
     def prompt_style(self, requested: str) -> Style:
         return prompt_style(self.tokenizer, requested)
@@ -79,7 +95,7 @@ class VLLMBackend:
             stop=list(params.stop) or None,
         )
         inputs = [TokensPrompt(prompt_token_ids=encode_prompt(self.tokenizer, p)) for p in prompts]
-        outputs = self.llm.generate(inputs, sampling, use_tqdm=False)
+        outputs = self.llm.generate(inputs, sampling, use_tqdm=False, lora_request=self.lora_request)
         return [
             [
                 Generation(
@@ -102,7 +118,7 @@ class VLLMBackend:
         ]
         inputs = [TokensPrompt(prompt_token_ids=ctx + cont) for ctx, cont in pairs]
         sampling = vllm.SamplingParams(max_tokens=1, prompt_logprobs=0)
-        outputs = self.llm.generate(inputs, sampling, use_tqdm=False)
+        outputs = self.llm.generate(inputs, sampling, use_tqdm=False, lora_request=self.lora_request)
         scores = []
         for (ctx, cont), out in zip(pairs, outputs):
             ids = ctx + cont

@@ -51,3 +51,36 @@ def test_pst_generate_answers_five_multiarith_questions(tmp_path):
     assert all(len(r["response"]) > 20 and r["n_tokens"] > 0 for r in table)
     assert sum(r["answer"] is not None for r in table) >= 3  # real answers, mostly extractable
     assert all("<|im_start|>assistant" in r["prompt"] for r in table)  # its chat template
+
+
+def test_pmi_is_higher_for_a_response_carrying_the_aggregate_answer(smollm2):
+    import pyarrow as pa
+
+    from pst_core.aggregate import AGGREGATES_SCHEMA
+    from pst_core.generate import RESPONSES_SCHEMA
+    from pst_core.pmi import score_pmi
+
+    row = read_benchmark("multiarith")[0]  # Debby: 32 + 42 - 35 = 39
+    a_star = ("Together they had 32 + 42 = 74 pieces. They ate 35, so 74 - 35 = 39 are left. "
+              "The answer is 39.")
+    peers = {"agrees": "They had 74 pieces and ate 35, so 39 pieces are left. The answer is 39.",
+             "unrelated": "Paris is the capital of France and has many old bridges."}
+    responses = pa.Table.from_pylist([
+        {"question_id": row["id"], "peer": peer, "model": "smollm2", "position": i, "sample": 0,
+         "prompt": "", "response": text, "answer": None, "answer_rule": None, "n_tokens": 1,
+         "finish_reason": "stop"} for i, (peer, text) in enumerate(peers.items())
+    ], schema=RESPONSES_SCHEMA)
+    aggregates = pa.Table.from_pylist([
+        {"question_id": row["id"], "response": a_star, "answer": "39", "method": "vote",
+         "source_peer": "agrees", "votes": 1, "n_peers": 2, "agreement": 0.5, "gold_match": None}
+    ], schema=AGGREGATES_SCHEMA)
+    questions = pa.table({"id": [row["id"]], "question": [row["question"]]})
+    pmi = score_pmi(
+        questions, responses, aggregates,
+        lambda _peer: TransformersBackend(smollm2.model, smollm2.tokenizer),
+        prompt_formats={"agrees": "auto", "unrelated": "auto"}, scorer_name=lambda p: "smollm2",
+    )
+    by_peer = {r["peer"]: r for r in pmi.to_pylist()}
+    assert by_peer["agrees"]["pmi"] > by_peer["unrelated"]["pmi"]
+    assert by_peer["agrees"]["pmi"] > 0
+    assert by_peer["agrees"]["logp_uncond"] == pytest.approx(by_peer["unrelated"]["logp_uncond"])

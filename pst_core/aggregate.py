@@ -1,0 +1,117 @@
+"""Aggregate (DESIGN.md step 2): one training target per question from the peers' responses.
+
+``vote``: the majority over the peers' extracted answers (equivalence-aware), ties broken towards
+the later peer, so with no majority the last peer wins; the target is the latest response that
+carries the winning answer. ``final``: the last peer's response. A question whose aggregate has
+no extractable answer is dropped, with its reason kept in the rejected table.
+
+The ``gold_match`` column is an audit filled by ``audit_gold`` after aggregation, from the
+dataset's gold answers; no later stage reads it (``training_view`` drops it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+from pst_core.answers import is_equivalent, matches_gold
+
+AGGREGATES_SCHEMA = pa.schema(
+    [
+        pa.field("question_id", pa.string(), nullable=False),
+        pa.field("response", pa.string(), nullable=False),  # the training target a*
+        pa.field("answer", pa.string(), nullable=False),  # a*'s extracted answer
+        pa.field("method", pa.string(), nullable=False),  # vote | final
+        pa.field("source_peer", pa.string(), nullable=False),  # whose response a* is
+        pa.field("votes", pa.int32(), nullable=False),  # responses carrying a*'s answer
+        pa.field("n_peers", pa.int32(), nullable=False),
+        pa.field("agreement", pa.float64(), nullable=False),  # votes / n_peers
+        pa.field("gold_match", pa.bool_()),  # audit only; null without gold
+    ]
+)
+
+REJECTED_SCHEMA = pa.schema(
+    [
+        pa.field("question_id", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+    ]
+)
+
+
+def aggregate_responses(responses: pa.Table, method: str = "vote") -> tuple[pa.Table, pa.Table]:
+    """Aggregate a round's responses per question.
+
+    Args:
+        responses: a ``RESPONSES_SCHEMA`` table (one response per peer and question).
+        method: ``vote`` or ``final``.
+
+    Returns:
+        (aggregates, rejected): ``AGGREGATES_SCHEMA`` with ``gold_match`` null, and
+        ``REJECTED_SCHEMA`` rows for questions without an extractable aggregate answer.
+    """
+    by_question: dict[str, list[dict]] = {}
+    for row in responses.to_pylist():
+        by_question.setdefault(row["question_id"], []).append(row)
+    kept, rejected = [], []
+    for qid, rows in by_question.items():
+        rows.sort(key=lambda r: r["position"])
+        chosen, votes = _vote(rows) if method == "vote" else _final(rows)
+        if chosen is None:
+            reason = "no peer answer extractable" if method == "vote" else "last peer has no answer"
+            rejected.append({"question_id": qid, "reason": reason})
+            continue
+        kept.append({
+            "question_id": qid, "response": chosen["response"], "answer": chosen["answer"],
+            "method": method, "source_peer": chosen["peer"], "votes": votes,
+            "n_peers": len(rows), "agreement": votes / len(rows), "gold_match": None,
+        })
+    return (pa.Table.from_pylist(kept, schema=AGGREGATES_SCHEMA),
+            pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA))
+
+
+def _vote(rows: list[dict]) -> tuple[dict | None, int]:
+    """Majority answer; ties to the group whose latest member answered last."""
+    groups: list[list[dict]] = []
+    for row in rows:
+        if row["answer"] is None:
+            continue
+        for group in groups:
+            if is_equivalent(row["answer"], group[0]["answer"]):
+                group.append(row)
+                break
+        else:
+            groups.append([row])
+    if not groups:
+        return None, 0
+    best = max(groups, key=lambda g: (len(g), max(r["position"] for r in g)))
+    return max(best, key=lambda r: r["position"]), len(best)
+
+
+def _final(rows: list[dict]) -> tuple[dict | None, int]:
+    last = rows[-1]
+    if last["answer"] is None:
+        return None, 0
+    return last, sum(is_equivalent(r["answer"], last["answer"]) for r in rows if r["answer"])
+
+
+def audit_gold(aggregates: pa.Table, dataset: pa.Table, multi_answer: str = "any") -> pa.Table:
+    """Fill ``gold_match`` (pseudo-label accuracy audit) from the dataset's gold answers."""
+    gold = {r["id"]: r for r in dataset.select(["id", "answer", "all_answers"]).to_pylist()}
+    matches = []
+    for qid, answer in zip(aggregates.column("question_id").to_pylist(),
+                           aggregates.column("answer").to_pylist()):
+        g = gold.get(qid)
+        has_gold = g is not None and g["answer"] is not None
+        matches.append(matches_gold(answer, g["answer"], g["all_answers"], multi_answer)
+                       if has_gold else None)
+    index = aggregates.schema.get_field_index("gold_match")
+    return aggregates.set_column(index, "gold_match", pa.array(matches, pa.bool_()))
+
+
+TRAINING_COLUMNS: Sequence[str] = ("question_id", "response", "answer")
+
+
+def training_view(aggregates: pa.Table) -> pa.Table:
+    """The only columns later stages may read: the audit column is not among them."""
+    return aggregates.select(list(TRAINING_COLUMNS))

@@ -1,0 +1,132 @@
+"""Evaluate (DESIGN.md step 7): exact match and the generator-verifier gap, per peer and round.
+
+Exact match: one greedy response per question. Generator-verifier gap (Song et al., "Mind the
+Gap", 2024): n sampled responses per question; the model scores each of its own responses with
+a self-verification prompt, score = log p("Yes") - log p("No") as its reply; the gap is the
+accuracy of the self-verified pick (the highest score; ties to the first sample) minus the mean
+sample accuracy. Relative gap: divided by the headroom 1 - mean sample accuracy (NaN when the
+samples are all right: there is nothing to gain).
+
+This is the only stage that reads gold answers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+from pst_core.answers import matches_gold
+from pst_core.config import EvalConfig
+from pst_core.generate import generate_solo
+from pst_core.models.backend import Backend, SamplingParams
+from pst_core.prompts import verify_choices, verify_prompt
+
+EVAL_SCHEMA = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),  # the peer
+        pa.field("benchmark", pa.string(), nullable=False),
+        pa.field("question_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # greedy | sample
+        pa.field("sample", pa.int32(), nullable=False),
+        pa.field("response", pa.string(), nullable=False),
+        pa.field("answer", pa.string()),
+        pa.field("correct", pa.bool_(), nullable=False),
+        pa.field("n_tokens", pa.int32(), nullable=False),
+        pa.field("finish_reason", pa.string(), nullable=False),
+        pa.field("verify_score", pa.float64()),  # log p(Yes) - log p(No); samples only
+    ]
+)
+
+METRICS_SCHEMA = pa.schema(
+    [
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("peer", pa.string()),  # null for round-wide metrics
+        pa.field("benchmark", pa.string()),  # null for training-side metrics
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("value", pa.float64()),
+    ]
+)
+
+
+def evaluate_peer(
+    questions: pa.Table,
+    backend: Backend,
+    cfg: EvalConfig,
+    *,
+    round_index: int,
+    peer: str,
+    benchmark: str,
+    prompt_format: str,
+    rules: Sequence[str],
+    multi_answer: str,
+    seed: int,
+) -> pa.Table:
+    """Greedy and sampled responses of one peer on one benchmark, judged and self-verified."""
+    greedy = generate_solo(questions, backend, SamplingParams(max_new_tokens=cfg.max_new_tokens),
+                           peer=peer, model=peer, prompt_format=prompt_format, rules=rules)
+    sampled = generate_solo(
+        questions, backend,
+        SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                       n=cfg.n_samples, seed=seed),
+        peer=peer, model=peer, prompt_format=prompt_format, rules=rules,
+    )
+    gold = {r["id"]: r for r in questions.to_pylist()}
+    style = backend.prompt_style(prompt_format)
+    samples = sampled.to_pylist()
+    contexts = [backend.render(verify_prompt(gold[r["question_id"]]["question"], r["response"], style))
+                for r in samples]
+    yes, no = verify_choices(style)
+    yes_scores = backend.score(contexts, [yes] * len(contexts))
+    no_scores = backend.score(contexts, [no] * len(contexts))
+    rows = []
+    for kind, table, verify in (("greedy", greedy.to_pylist(), None),
+                                ("sample", samples, list(zip(yes_scores, no_scores)))):
+        for i, r in enumerate(table):
+            g = gold[r["question_id"]]
+            rows.append({
+                "round": round_index, "model": peer, "benchmark": benchmark,
+                "question_id": r["question_id"], "kind": kind, "sample": r["sample"],
+                "response": r["response"], "answer": r["answer"],
+                "correct": matches_gold(r["answer"], g["answer"], g["all_answers"], multi_answer),
+                "n_tokens": r["n_tokens"], "finish_reason": r["finish_reason"],
+                "verify_score": None if verify is None
+                else verify[i][0].logprob_sum - verify[i][1].logprob_sum,
+            })
+    return pa.Table.from_pylist(rows, schema=EVAL_SCHEMA)
+
+
+def eval_metrics(eval_table: pa.Table) -> list[dict]:
+    """EM, mean sample accuracy, verified accuracy and the GV gap per (round, peer, benchmark)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in eval_table.to_pylist():
+        groups.setdefault((r["round"], r["model"], r["benchmark"]), []).append(r)
+    out = []
+    for (round_index, peer, benchmark), rows in groups.items():
+        greedy = [r for r in rows if r["kind"] == "greedy"]
+        by_question: dict[str, list[dict]] = {}
+        for r in rows:
+            if r["kind"] == "sample":
+                by_question.setdefault(r["question_id"], []).append(r)
+        mean_acc = _mean([r["correct"] for s in by_question.values() for r in s])
+        picks = [max(s, key=lambda r: (r["verify_score"], -r["sample"])) for s in by_question.values()]
+        verified = _mean([p["correct"] for p in picks])
+        gap = verified - mean_acc
+        values = {
+            "em": _mean([r["correct"] for r in greedy]),
+            "mean_sample_acc": mean_acc,
+            "verified_acc": verified,
+            "gv_gap_abs": gap,
+            "gv_gap_rel": gap / (1 - mean_acc) if mean_acc < 1 else math.nan,
+            "n_questions": float(len(greedy)),
+            "eval_tokens": float(sum(r["n_tokens"] for r in rows)),
+        }
+        out += [{"round": round_index, "peer": peer, "benchmark": benchmark, "name": k, "value": v}
+                for k, v in values.items()]
+    return out
+
+
+def _mean(values: Sequence[bool]) -> float:
+    return sum(values) / len(values) if values else math.nan

@@ -1,0 +1,184 @@
+"""Train (DESIGN.md step 5): weighted SFT of a peer on (solo prompt(x) -> a*).
+
+L_k = sum_x w_k(x) * NLL_{M_k}(a* | x) / N over a batch of N examples, where NLL is the mean
+token negative log-likelihood of the target's tokens (the loss is on the response only; prompt
+tokens are never predicted). LoRA adapters (peft) by default, full fine-tuning as an option.
+The logits are computed only at the target positions, as in scoring (Gemma's 262k vocabulary
+makes full logits the memory peak).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import torch
+
+from pst_core.config import TrainConfig
+from pst_core.models.hf import hidden_at, output_logits, pack_continuations
+from pst_core.models.tokens import encode_continuation, encode_prompt
+
+log = logging.getLogger(__name__)
+
+TRAIN_LOG_SCHEMA = pa.schema(
+    [
+        pa.field("peer", pa.string(), nullable=False),
+        pa.field("step", pa.int32(), nullable=False),  # optimizer step, from 1
+        pa.field("epoch", pa.int32(), nullable=False),
+        pa.field("loss", pa.float64(), nullable=False),  # mean token NLL, unweighted
+        pa.field("weighted_loss", pa.float64(), nullable=False),  # the optimized objective
+        pa.field("lr", pa.float64(), nullable=False),
+        pa.field("n_examples", pa.int32(), nullable=False),
+        pa.field("n_target_tokens", pa.int32(), nullable=False),
+    ]
+)
+
+
+def weighted_nll(
+    logits: torch.Tensor, targets: torch.Tensor, example_index: torch.Tensor, weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted mean of per-example mean token NLLs.
+
+    Args:
+        logits: [T, V] logits at the T target tokens of a batch.
+        targets: [T] target token ids.
+        example_index: [T] which example (0..B-1) each token belongs to.
+        weights: [B] per-example weights.
+
+    Returns:
+        (weighted loss = sum_b w_b * nll_b / B, unweighted loss = mean_b nll_b).
+    """
+    token_nll = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+    n_examples = weights.shape[0]
+    sums = torch.zeros(n_examples, dtype=token_nll.dtype, device=token_nll.device)
+    sums = sums.index_add(0, example_index, token_nll)
+    counts = torch.bincount(example_index, minlength=n_examples).clamp(min=1)
+    per_example = sums / counts
+    return (weights.to(per_example) * per_example).sum() / n_examples, per_example.mean()
+
+
+def tokenize_examples(
+    tokenizer, prompts: Sequence[str], targets: Sequence[str], max_length: int
+) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, target ids + EOS) pairs; targets are cut so the pair fits ``max_length``."""
+    pairs = []
+    for prompt, target in zip(prompts, targets, strict=True):
+        ctx = encode_prompt(tokenizer, prompt)
+        cont = encode_continuation(tokenizer, target) + [tokenizer.eos_token_id]
+        room = max_length - len(ctx)
+        if room < 1:
+            ctx, room = ctx[-(max_length - 1):], 1
+        pairs.append((ctx, cont[:room]))
+    return pairs
+
+
+def add_adapters(model, cfg: TrainConfig, adapter_dir: Path | None, seed: int):
+    """Make ``model`` trainable: new LoRA adapters, the previous round's, or all weights."""
+    torch.manual_seed(seed)
+    if cfg.method == "full":
+        model.requires_grad_(True)
+        return model
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if adapter_dir is not None:
+        return PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
+    lora = LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def train_peer(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    targets: Sequence[str],
+    weights: Sequence[float],
+    cfg: TrainConfig,
+    *,
+    peer: str,
+    seed: int,
+) -> pa.Table:
+    """Fine-tune ``model`` in place on weighted (prompt -> target) examples.
+
+    Args:
+        model: a trainable model (``add_adapters``).
+        prompts: rendered solo prompts.
+        targets: aggregate responses a*.
+        weights: per-example weights (PMI weights; all 1 for uniform).
+
+    Returns:
+        The ``TRAIN_LOG_SCHEMA`` rows, one per optimizer step.
+    """
+    device = next(model.parameters()).device
+    pairs = tokenize_examples(tokenizer, prompts, targets, cfg.max_length)
+    weight_t = torch.tensor(list(weights), dtype=torch.float32)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    per_epoch = math.ceil(len(pairs) / cfg.batch_size)
+    total_steps = max(1, math.ceil(per_epoch / cfg.gradient_accumulation_steps) * cfg.num_epochs)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / total_steps)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    log_rows, step, pending = [], 0, []
+    for epoch in range(cfg.num_epochs):
+        order = torch.randperm(len(pairs), generator=generator).tolist()
+        batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        for b, batch in enumerate(batches):
+            batch_pairs = [pairs[i] for i in batch]
+            ids, mask, rows, positions, target_ids = pack_continuations(
+                batch_pairs, tokenizer.pad_token_id, device
+            )
+            causal_lm, hidden = hidden_at(model, ids, mask, rows, positions)
+            weighted, plain = weighted_nll(output_logits(causal_lm, hidden), target_ids, rows,
+                                           weight_t[batch].to(device))
+            (weighted / cfg.gradient_accumulation_steps).backward()
+            pending.append((weighted.item(), plain.item(), len(batch), len(target_ids)))
+            if len(pending) == cfg.gradient_accumulation_steps or b == len(batches) - 1:
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                lr = schedule.get_last_lr()[0]
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                log_rows.append({
+                    "peer": peer, "step": step, "epoch": epoch,
+                    "loss": sum(p[1] for p in pending) / len(pending),
+                    "weighted_loss": sum(p[0] for p in pending) / len(pending),
+                    "lr": lr, "n_examples": sum(p[2] for p in pending),
+                    "n_target_tokens": sum(p[3] for p in pending),
+                })
+                pending = []
+    model.eval()
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_disable()
+    return pa.Table.from_pylist(log_rows, schema=TRAIN_LOG_SCHEMA)
+
+
+def save_checkpoint(model, tokenizer, out_dir: Path) -> Path:
+    """Save adapters (LoRA) or the whole model (full) as safetensors, atomically (dir rename)."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def is_checkpoint(path: Path) -> bool:
+    """A complete checkpoint: LoRA adapters or a full model (only complete ones are renamed in)."""
+    return (path / "adapter_config.json").exists() or (path / "config.json").exists()

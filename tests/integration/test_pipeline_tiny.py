@@ -1,0 +1,144 @@
+"""The whole PST loop on tiny random-init peers: artifacts, resume, gold-blindness."""
+
+import json
+from pathlib import Path
+from unittest import mock
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pst_core.config import parse_config
+from pst_core.pipeline import Experiment
+from pst_core.data.synthetic import generate_problems
+
+ARTIFACTS = ["responses.parquet", "aggregates.parquet", "pmi.parquet", "train_log.parquet",
+             "eval.parquet", "metrics.parquet"]
+
+
+def tiny_config(tmp_path: Path, model_dirs: dict, pool: Path, **changes) -> dict:
+    cfg = {
+        "experiment": "tiny", "seed": 0, "rounds": 2, "questions_per_round": 6,
+        "output_dir": str(tmp_path / "runs"),
+        "data": {
+            "pool": {"name": "pool", "path": str(pool), "columns": {"id": "id"}},
+            "eval": [{"name": "synthetic-eval", "benchmark": "synthetic",
+                      "synthetic": {"n": 40}, "limit": 3}],
+        },
+        "peers": [
+            {"name": "llama", "source": str(model_dirs["llama"]), "dtype": "float32"},
+            {"name": "qwen", "source": str(model_dirs["qwen2"]), "dtype": "float32"},
+            {"name": "gemma", "source": str(model_dirs["gemma3"]), "dtype": "float32",
+             "prompt_format": "fewshot"},
+        ],
+        "generation": {"max_new_tokens": 12},
+        "train": {"num_epochs": 1, "batch_size": 2, "gradient_accumulation_steps": 1,
+                  "lora_r": 4, "learning_rate": 1e-3},
+        "eval": {"max_new_tokens": 8, "n_samples": 2},
+    }
+    cfg.update(changes)
+    return cfg
+
+
+def write_pool(path: Path, labeled: bool) -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for row in generate_problems(30, seed=3):
+            record = {"id": row.id, "question": row.question}
+            if labeled:
+                record["answer"] = row.answer
+            f.write(json.dumps(record) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_model_dirs):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    pool = write_pool(tmp / "pool.jsonl", labeled=True)
+    cfg = parse_config(tiny_config(tmp, tiny_model_dirs, pool))
+    Experiment(cfg).run()
+    return cfg, Experiment(cfg).layout
+
+
+def test_every_artifact_is_written(finished_run):
+    cfg, layout = finished_run
+    assert (layout.root / "config.yaml").exists()
+    assert pq.read_table(layout.dataset("pool")).num_rows == 30
+    assert pq.read_table(layout.eval(0)).num_rows == 3 * 3 * (1 + 2)  # peers x questions x (greedy + samples)
+    for r in (1, 2):
+        for name in ARTIFACTS:
+            assert (layout.round_dir(r) / name).exists(), (r, name)
+        responses = pq.read_table(layout.responses(r)).to_pylist()
+        assert len(responses) == 6 * 3
+        assert {x["position"] for x in responses if x["peer"] == "gemma"} == {2}
+        for peer in ("llama", "qwen", "gemma"):
+            assert (layout.checkpoint(r, peer) / "adapter_model.safetensors").exists()
+    metrics = pq.read_table(layout.metrics(1)).to_pylist()
+    names = {m["name"] for m in metrics}
+    assert {"em", "gv_gap_abs", "gv_gap_rel", "agreement", "pseudo_label_acc",
+            "wall_s/generate", "wall_s/train"} <= names
+
+
+def test_rounds_sample_fresh_questions(finished_run):
+    _, layout = finished_run
+    q1 = {x["question_id"] for x in pq.read_table(layout.responses(1)).to_pylist()}
+    q2 = {x["question_id"] for x in pq.read_table(layout.responses(2)).to_pylist()}
+    assert len(q1) == len(q2) == 6 and not q1 & q2
+
+
+def test_peer_prompts_show_earlier_answers(finished_run):
+    _, layout = finished_run
+    rows = pq.read_table(layout.responses(1)).to_pylist()
+    first = next(x for x in rows if x["position"] == 0)
+    later = next(x for x in rows if x["position"] == 1 and x["question_id"] == first["question_id"])
+    assert "Student 1:" not in first["prompt"]
+    assert "Student 1: " + first["response"].strip() in later["prompt"]
+
+
+def _outputs(layout, rounds=2):
+    """Everything the training side produced, minus the gold audit column and wall times."""
+    out = {}
+    for r in range(1, rounds + 1):
+        for name in ("responses", "pmi", "train_log"):
+            out[(r, name)] = pq.read_table(layout.round_dir(r) / f"{name}.parquet").to_pylist()
+        out[(r, "aggregates")] = pq.read_table(layout.aggregates(r)).drop(["gold_match"]).to_pylist()
+        for peer in ("llama", "qwen", "gemma"):
+            weights = load_file(layout.checkpoint(r, peer) / "adapter_model.safetensors")
+            out[(r, peer)] = {k: v.tolist() for k, v in sorted(weights.items())}
+    return out
+
+
+def test_training_never_reads_gold(tmp_path, tiny_model_dirs, finished_run):
+    """Same run on a pool whose answer column was removed: identical training-side outputs."""
+    cfg, layout = finished_run
+    pool = write_pool(tmp_path / "pool.jsonl", labeled=False)
+    blind = parse_config(tiny_config(tmp_path, tiny_model_dirs, pool))
+    blind_layout = Experiment(blind).run()
+    assert pq.read_table(blind_layout.dataset("pool")).column("answer").null_count == 30
+    assert _outputs(blind_layout) == _outputs(layout)
+    audit = pq.read_table(blind_layout.aggregates(1)).column("gold_match")
+    assert audit.null_count == len(audit)
+
+
+def test_resume_after_interruption_gives_the_same_tables(tmp_path, tiny_model_dirs, finished_run):
+    _, layout = finished_run
+    pool = write_pool(tmp_path / "pool.jsonl", labeled=True)
+    cfg = parse_config(tiny_config(tmp_path, tiny_model_dirs, pool, run=layout.root.name))
+    real_train = __import__("pst_core.train", fromlist=["train_peer"]).train_peer
+    calls = []
+
+    def crash_on_second_peer_of_round_2(*args, **kwargs):
+        calls.append(kwargs["peer"])
+        if len(calls) == 5:  # round 1: 3 peers; round 2: crash on the 2nd
+            raise KeyboardInterrupt("killed")
+        return real_train(*args, **kwargs)
+
+    with mock.patch("pst_core.pipeline.train_peer", side_effect=crash_on_second_peer_of_round_2):
+        with pytest.raises(KeyboardInterrupt):
+            Experiment(cfg).run()
+    resumed = Experiment(cfg)
+    with mock.patch("pst_core.pipeline.run_peer_round", side_effect=AssertionError("recomputed")):
+        resumed.run()  # generation of rounds 1-2 is done: it must not run again
+    assert _outputs(resumed.layout) == _outputs(layout)
+    for r in range(3):
+        assert pq.read_table(resumed.layout.eval(r)).to_pylist() == pq.read_table(layout.eval(r)).to_pylist()
