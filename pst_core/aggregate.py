@@ -2,7 +2,10 @@
 
 ``vote``: the majority over the peers' extracted answers (equivalence-aware), ties broken towards
 the later peer, so with no majority the last peer wins; the target is the latest response that
-carries the winning answer. ``final``: the last peer's response. A question whose aggregate has
+carries the winning answer (DESIGN.md), or the earliest (``representative: earliest``). Measured
+in the offline demo: SmolLM2 and Gemma, seeing Qwen's worked answer, restate it as "The answer
+is 28."; as the latest carriers those one-liners became Qwen's targets, and two rounds of LoRA
+taught Qwen to skip its working (EM 92% -> 0%). ``final``: the last peer's response. A question whose aggregate has
 no extractable answer is dropped, with its reason kept in the rejected table.
 
 The ``gold_match`` column is an audit filled by ``audit_gold`` after aggregation, from the
@@ -39,12 +42,16 @@ REJECTED_SCHEMA = pa.schema(
 )
 
 
-def aggregate_responses(responses: pa.Table, method: str = "vote") -> tuple[pa.Table, pa.Table]:
+def aggregate_responses(
+    responses: pa.Table, method: str = "vote", representative: str = "latest"
+) -> tuple[pa.Table, pa.Table]:
     """Aggregate a round's responses per question.
 
     Args:
         responses: a ``RESPONSES_SCHEMA`` table (one response per peer and question).
         method: ``vote`` or ``final``.
+        representative: for ``vote``, the ``latest`` or ``earliest`` response carrying the
+            winning answer becomes the target.
 
     Returns:
         (aggregates, rejected): ``AGGREGATES_SCHEMA`` with ``gold_match`` null, and
@@ -56,7 +63,7 @@ def aggregate_responses(responses: pa.Table, method: str = "vote") -> tuple[pa.T
     kept, rejected = [], []
     for qid, rows in by_question.items():
         rows.sort(key=lambda r: r["position"])
-        chosen, votes = _vote(rows) if method == "vote" else _final(rows)
+        chosen, votes = _vote(rows, representative) if method == "vote" else _final(rows)
         if chosen is None:
             reason = "no peer answer extractable" if method == "vote" else "last peer has no answer"
             rejected.append({"question_id": qid, "reason": reason})
@@ -70,7 +77,7 @@ def aggregate_responses(responses: pa.Table, method: str = "vote") -> tuple[pa.T
             pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA))
 
 
-def _vote(rows: list[dict]) -> tuple[dict | None, int]:
+def _vote(rows: list[dict], representative: str) -> tuple[dict | None, int]:
     """Majority answer; ties to the group whose latest member answered last."""
     groups: list[list[dict]] = []
     for row in rows:
@@ -85,7 +92,8 @@ def _vote(rows: list[dict]) -> tuple[dict | None, int]:
     if not groups:
         return None, 0
     best = max(groups, key=lambda g: (len(g), max(r["position"] for r in g)))
-    return max(best, key=lambda r: r["position"]), len(best)
+    pick = max if representative == "latest" else min
+    return pick(best, key=lambda r: r["position"]), len(best)
 
 
 def _final(rows: list[dict]) -> tuple[dict | None, int]:

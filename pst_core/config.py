@@ -119,6 +119,12 @@ class PeerConfig(_Section):
         "auto", description="Where to run the model; auto: cuda when available."
     )
     batch_size: int = Field(16, gt=0, description="Prompts per generation/scoring batch.")
+    max_new_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="This peer's token budget, overriding generation.max_new_tokens and "
+        "eval.max_new_tokens (cut a weak model that rambles shorter).",
+    )
     trust_remote_code: bool = Field(
         False, description="Allow Hub models to run their own code (off unless set)."
     )
@@ -159,6 +165,12 @@ class AggregateConfig(_Section):
         "vote",
         description="vote: majority over the peers' extracted answers, ties to the later peer; "
         "final: the last peer's response.",
+    )
+    representative: Literal["latest", "earliest"] = Field(
+        "latest",
+        description="vote: which response carrying the winning answer becomes the target: the "
+        "latest (DESIGN.md) or the earliest (keeps the first solver's full working when later "
+        "peers only restate its answer).",
     )
 
 

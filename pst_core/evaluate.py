@@ -2,7 +2,7 @@
 
 Exact match: one greedy response per question. Generator-verifier gap (Song et al., "Mind the
 Gap", 2024): n sampled responses per question; the model scores each of its own responses with
-a self-verification prompt, score = log p("Yes") - log p("No") as its reply; the gap is the
+a self-verification prompt, score = log p(Yes) - log p(No) for the first token of its reply; the gap is the
 accuracy of the self-verified pick (the highest score; ties to the first sample) minus the mean
 sample accuracy. Relative gap: divided by the headroom 1 - mean sample accuracy (NaN when the
 samples are all right: there is nothing to gain).
@@ -78,12 +78,9 @@ def evaluate_peer(
     samples = sampled.to_pylist()
     contexts = [backend.render(verify_prompt(gold[r["question_id"]]["question"], r["response"], style))
                 for r in samples]
-    yes, no = verify_choices(style)
-    yes_scores = backend.score(contexts, [yes] * len(contexts))
-    no_scores = backend.score(contexts, [no] * len(contexts))
+    verdicts = backend.choice_logprobs(contexts, verify_choices(style))
     rows = []
-    for kind, table, verify in (("greedy", greedy.to_pylist(), None),
-                                ("sample", samples, list(zip(yes_scores, no_scores)))):
+    for kind, table, verify in (("greedy", greedy.to_pylist(), None), ("sample", samples, verdicts)):
         for i, r in enumerate(table):
             g = gold[r["question_id"]]
             rows.append({
@@ -92,8 +89,7 @@ def evaluate_peer(
                 "response": r["response"], "answer": r["answer"],
                 "correct": matches_gold(r["answer"], g["answer"], g["all_answers"], multi_answer),
                 "n_tokens": r["n_tokens"], "finish_reason": r["finish_reason"],
-                "verify_score": None if verify is None
-                else verify[i][0].logprob_sum - verify[i][1].logprob_sum,
+                "verify_score": None if verify is None else verify[i][0] - verify[i][1],
             })
     return pa.Table.from_pylist(rows, schema=EVAL_SCHEMA)
 

@@ -94,7 +94,7 @@ def run_peer_round(
     questions: pa.Table,
     orders: dict[str, list[str]],
     load: LoadPeer,
-    params: SamplingParams,
+    params: dict[str, SamplingParams],
     *,
     models: dict[str, str],
     prompt_formats: dict[str, str],
@@ -107,6 +107,7 @@ def run_peer_round(
         questions: id and question only (no gold: this stage never sees it).
         orders: question id -> peer names in answering order (``order_peers``).
         load: returns a loaded backend for a peer name (with the peer's latest adapter).
+        params: peer name -> its decoding parameters.
         models: peer name -> model source, recorded in the output.
         parts_dir: where the (position, peer) parts are stored for resuming.
 
@@ -132,7 +133,7 @@ def run_peer_round(
                     style = backend.prompt_style(prompt_formats[name])
                     prompts = [peer_prompt(question_text[q], earlier[q], style) for q in qids]
                     log.info("position %d: %s answers %d question(s)", position, name, len(qids))
-                    return generate_responses(qids, prompts, backend, params, peer=name,
+                    return generate_responses(qids, prompts, backend, params[name], peer=name,
                                               model=models[name], position=position, rules=rules)
                 finally:
                     backend.close()

@@ -14,6 +14,7 @@ are read by ``audit_gold`` (the pseudo-label audit column) and by evaluation, no
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -84,21 +85,27 @@ class Experiment:
         return table.select(["id", "question"])
 
     def round_questions(self, r: int) -> pa.Table:
-        """Round r's fresh sample: slice r of a seeded stream of pool permutations."""
+        """Round r's fresh sample: the r-th slice of a stream of seeded pool permutations.
+
+        Rounds get disjoint questions until the pool is used up; then the stream continues with
+        a new permutation (repeats within a round are skipped).
+        """
         pool = self.pool()
-        n, size = self.cfg.questions_per_round, pool.num_rows
+        size = pool.num_rows
+        n = min(self.cfg.questions_per_round, size)
+
+        def stream():
+            for epoch in itertools.count():
+                order = list(range(size))
+                random.Random(f"{self.cfg.seed}-{epoch}").shuffle(order)
+                yield from order
+
         picked: list[int] = []
-        start, epoch = (r - 1) * n, 0
-        while len(picked) < min(n, size):
-            order = list(range(size))
-            random.Random(f"{self.cfg.seed}-{epoch}").shuffle(order)
-            lo, hi = epoch * size, (epoch + 1) * size
-            for i in range(max(start, lo), hi):
-                if len(picked) == min(n, size):
-                    break
-                if order[i - lo] not in picked:
-                    picked.append(order[i - lo])
-            epoch += 1
+        for index in itertools.islice(stream(), (r - 1) * n, None):
+            if index not in picked:
+                picked.append(index)
+            if len(picked) == n:
+                break
         return pool.take(picked)
 
     # -- models ----------------------------------------------------------------------------
@@ -128,9 +135,12 @@ class Experiment:
 
     def generate(self, r: int, questions: pa.Table) -> pa.Table:
         cfg = self.cfg
-        params = SamplingParams(max_new_tokens=cfg.generation.max_new_tokens,
-                                temperature=cfg.generation.temperature,
-                                top_p=cfg.generation.top_p, seed=cfg.seed + r)
+        params = {
+            name: SamplingParams(max_new_tokens=peer.max_new_tokens or cfg.generation.max_new_tokens,
+                                 temperature=cfg.generation.temperature,
+                                 top_p=cfg.generation.top_p, seed=cfg.seed + r)
+            for name, peer in self.peers.items()
+        }
         ranking = self.consistency_ranking(r, questions) if cfg.generation.order == "consistency" else None
         orders = order_peers(list(self.peers), questions.column("id").to_pylist(),
                              cfg.generation.order, r, ranking)
@@ -156,6 +166,7 @@ class Experiment:
             params = SamplingParams(max_new_tokens=gen.max_new_tokens,
                                     temperature=gen.temperature or 0.7, top_p=gen.top_p,
                                     n=gen.consistency_samples, seed=self.cfg.seed + r)
+            # One budget for all peers here: the ranking compares them on equal terms.
             scores = rank_by_consistency(questions.slice(0, gen.consistency_questions),
                                          list(self.peers), self.loader(r - 1), params,
                                          self.prompt_formats(), self.cfg.answers.rules)
@@ -168,7 +179,8 @@ class Experiment:
 
     def aggregate(self, r: int, responses: pa.Table) -> pa.Table:
         def compute() -> pa.Table:
-            aggregates, rejected = aggregate_responses(responses, self.cfg.aggregate.method)
+            aggregates, rejected = aggregate_responses(responses, self.cfg.aggregate.method,
+                                                       self.cfg.aggregate.representative)
             write_table(rejected, self.layout.round_dir(r) / "rejected.parquet", REJECTED_SCHEMA)
             return audit_gold(aggregates, self.dataset(self.cfg.data.pool),
                               self.cfg.answers.multi_answer)
@@ -239,7 +251,10 @@ class Experiment:
     def evaluate(self, r: int) -> pa.Table:
         """Every peer (with its round-r checkpoint) on every eval dataset; parts per peer."""
         parts = []
-        for index, name in enumerate(self.peers):
+        for index, (name, peer) in enumerate(self.peers.items()):
+            eval_cfg = self.cfg.eval
+            if peer.max_new_tokens:
+                eval_cfg = eval_cfg.model_copy(update={"max_new_tokens": peer.max_new_tokens})
             missing = [s for s in self.cfg.data.eval if not self._eval_part(r, name, s).exists()]
             backend = self.loader(r)(name) if missing else None
             try:
@@ -247,8 +262,8 @@ class Experiment:
                     questions = select_split(self.dataset(spec), spec.split or "eval",
                                              self.cfg.eval.limit or spec.limit)
                     compute = lambda spec=spec, q=questions: evaluate_peer(  # noqa: E731
-                        q, backend, self.cfg.eval, round_index=r, peer=name,
-                        benchmark=spec.name, prompt_format=self.peers[name].prompt_format,
+                        q, backend, eval_cfg, round_index=r, peer=name,
+                        benchmark=spec.name, prompt_format=peer.prompt_format,
                         rules=self.cfg.answers.rules, multi_answer=self.cfg.answers.multi_answer,
                         seed=self.cfg.seed * 1000 + r * 10 + index,
                     )

@@ -67,6 +67,13 @@ class Backend(Protocol):
         """Log-probability of each continuation given its context, in input order."""
         ...
 
+    def choice_logprobs(self, contexts: Sequence[str], choices: Sequence[str]) -> list[list[float]]:
+        """For each context, the log-probability of each choice's first token as the next token.
+
+        One forward pass per context however many choices (self-verification's Yes/No).
+        """
+        ...
+
     def close(self) -> None:
         """Release the model's memory."""
         ...

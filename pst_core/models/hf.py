@@ -109,10 +109,15 @@ class TransformersBackend:
             results[batch[row // per_prompt]] += [generation] * (params.n // per_prompt)
 
     def _finish(self, tokens: list[int], eos_ids: list[int], stop: tuple[str, ...]) -> Generation:
-        """Cut a generated row at EOS or a stop string; count its tokens; say why it ended."""
+        """Cut a generated row at EOS or a stop string; count its tokens; say why it ended.
+
+        A row that finished before others in its batch is filled with the pad token (a stop
+        string ends a row without EOS), so padding ends a row too.
+        """
         n_tokens, reason = len(tokens), "length"
+        ends = {*eos_ids, self.tokenizer.pad_token_id}
         for i, token in enumerate(tokens):
-            if token in eos_ids:
+            if token in ends:
                 n_tokens, reason = i, "stop"
                 break
         text = self.tokenizer.decode(tokens[:n_tokens], skip_special_tokens=True)
@@ -156,6 +161,26 @@ class TransformersBackend:
                     scores[i] = ContinuationScore(float(token_logprobs.sum()), len(token_logprobs))
                 advance(len(batch))
         return scores  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def choice_logprobs(self, contexts: Sequence[str], choices: Sequence[str]) -> list[list[float]]:
+        choice_ids = torch.tensor([encode_continuation(self.tokenizer, c)[0] for c in choices],
+                                  device=self.device)
+        # An empty continuation's "prediction position" is the context's last token.
+        encoded = [self.encode(c) for c in contexts]
+        out: list[list[float] | None] = [None] * len(contexts)
+        with progress(f"{self.name}: verify", len(contexts)) as advance:
+            for batch in _length_buckets(encoded, self.batch_size):
+                pairs = [(encoded[i][:-1], encoded[i][-1:]) for i in batch]
+                ids, mask, rows, positions, _ = pack_continuations(
+                    pairs, self.tokenizer.pad_token_id, self.device
+                )
+                causal_lm, hidden = hidden_at(self.model, ids, mask, rows, positions + 1)
+                logprobs = output_logits(causal_lm, hidden).log_softmax(-1)[:, choice_ids]
+                for i, row in zip(batch, logprobs.tolist()):
+                    out[i] = row
+                advance(len(batch))
+        return out  # type: ignore[return-value]
 
     def _continuation_logprobs(self, pairs: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
         input_ids, attention_mask, rows, positions, targets = pack_continuations(

@@ -128,5 +128,10 @@ class VLLMBackend:
             scores.append(ContinuationScore(float(total), len(cont)))
         return scores
 
+    def choice_logprobs(self, contexts: Sequence[str], choices: Sequence[str]) -> list[list[float]]:
+        first = [self.tokenizer.decode(encode_continuation(self.tokenizer, c)[:1]) for c in choices]
+        per_choice = [self.score(contexts, [c] * len(contexts)) for c in first]
+        return [[scores[i].logprob_sum for scores in per_choice] for i in range(len(contexts))]
+
     def close(self) -> None:
         self.llm = None

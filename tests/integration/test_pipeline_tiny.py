@@ -142,3 +142,25 @@ def test_resume_after_interruption_gives_the_same_tables(tmp_path, tiny_model_di
     assert _outputs(resumed.layout) == _outputs(layout)
     for r in range(3):
         assert pq.read_table(resumed.layout.eval(r)).to_pylist() == pq.read_table(layout.eval(r)).to_pylist()
+
+
+def test_options_consistency_order_final_aggregate_full_finetuning(tmp_path, tiny_model_dirs):
+    pool = write_pool(tmp_path / "pool.jsonl", labeled=True)
+    raw = tiny_config(tmp_path, tiny_model_dirs, pool, rounds=1)
+    raw["generation"] |= {"order": "consistency", "consistency_questions": 2,
+                          "consistency_samples": 2}
+    raw["aggregate"] = {"method": "final"}
+    raw["train"] |= {"method": "full"}
+    raw["pmi"] = {"beta": 0.0}
+    layout = Experiment(parse_config(raw)).run()
+    ranking = pq.read_table(layout.round_dir(1) / "consistency.parquet").to_pylist()
+    order = [r["peer"] for r in sorted(ranking, key=lambda r: -r["consistency"])]
+    responses = pq.read_table(layout.responses(1)).to_pylist()
+    first = {r["peer"] for r in responses if r["position"] == 0}
+    assert first == {order[0]}
+    aggregates = pq.read_table(layout.aggregates(1)).to_pylist()
+    last = {r["question_id"]: r for r in responses if r["position"] == 2}
+    assert all(a["response"] == last[a["question_id"]]["response"] for a in aggregates)
+    assert set(pq.read_table(layout.pmi(1)).column("weight").to_pylist()) <= {1.0}
+    for peer in ("llama", "qwen", "gemma"):
+        assert (layout.checkpoint(1, peer) / "model.safetensors").exists()

@@ -53,3 +53,8 @@ def test_gold_audit_is_separate_and_not_in_the_training_view():
     audited = audit_gold(aggregates, dataset)
     assert audited.column("gold_match").to_pylist() == [True, None]
     assert "gold_match" not in training_view(audited).column_names
+
+
+def test_earliest_representative_keeps_the_first_carrier():
+    row = aggregate_responses(responses(["7", "8", "7"]), representative="earliest")[0].to_pylist()[0]
+    assert (row["answer"], row["source_peer"], row["votes"]) == ("7", "p0", 2)

@@ -112,3 +112,24 @@ def test_bf16_on_cpu_where_supported(tiny_llama_dir):
     model, _ = load_model(str(tiny_llama_dir), device="cpu")
     expected = torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
     assert model.dtype == expected
+
+
+def test_choice_logprobs_equal_one_token_continuation_scores(tiny_model_dirs):
+    backend = _backend(tiny_model_dirs["gemma3"], batch_size=2)
+    contexts = ["Is it right? Reply:", "A much longer context, is it right? Reply:", "Ok?"]
+    choices = [" Yes", " No"]
+    got = backend.choice_logprobs(contexts, choices)
+    for context, row in zip(contexts, got):
+        for choice, value in zip(choices, row):
+            first = encode_continuation(backend.tokenizer, choice)[:1]
+            reference = naive_logprobs(backend, context, backend.tokenizer.decode(first))
+            assert abs(value - reference[0].item()) < 1e-4
+
+
+def test_rows_stopped_by_a_stop_string_count_only_their_tokens(tiny_llama_dir):
+    backend = _backend(tiny_llama_dir, batch_size=8)
+    params = SamplingParams(max_new_tokens=20, temperature=1.0, n=8, seed=3, stop=("e",))
+    generations = backend.generate(["x"], params)[0]
+    stopped = [g for g in generations if g.finish_reason == "stop"]
+    # Rows end at different tokens; counting a row's padding would make them all equal.
+    assert len(stopped) > 1 and len({g.n_tokens for g in stopped}) > 1
