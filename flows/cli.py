@@ -201,17 +201,196 @@ def generate(
 def run(
     config: Annotated[Path, typer.Argument(help="Experiment YAML (see data/configs/).")],
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides.")] = None,
+    prefect: Annotated[
+        bool, typer.Option("--prefect/--no-prefect", help="Run as a Prefect flow (default) or "
+                           "as the plain library loop; both write the same Parquet tables.")
+    ] = True,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log to MLflow.")] = True,
+    parallel: Annotated[bool, typer.Option(help="Submit per-peer tasks together.")] = False,
 ):
     """Run an experiment: round 0 evaluation, then R rounds of PST. Resumes where it stopped."""
     from pst_core.config import load_config
     from pst_core.pipeline import Experiment, summary
 
     cfg = load_config(config, overrides or [])
-    experiment = Experiment(cfg)
-    console.print(f"run directory: {experiment.layout.root}")
-    layout = experiment.run()
+    layout = Experiment(cfg).layout
+    console.print(f"run directory: {layout.root}")
+    if prefect:
+        _prefect_env()
+        from flows.pipeline import pipeline_flow
+
+        pipeline_flow(config_path=str(config), overrides=overrides or [], parallel=parallel,
+                      track=track)
+    else:
+        experiment = Experiment(cfg)
+        tracker = _tracker(cfg, layout) if track else None
+        experiment.write_config()
+        for r in range(cfg.rounds + 1):
+            experiment.run_round(r)
+            if tracker is not None:
+                _track_round(tracker, layout, r)
     print_summary(summary(layout, cfg.rounds))
     console.print(f"results: {layout.root} (metrics.parquet and eval.parquet per round)")
+
+
+PREFECT_URL = "http://127.0.0.1:4200"
+
+
+def _prefect_env() -> None:
+    """Offline settings, a project-local Prefect home, and the `pst ui` server if it is up.
+
+    With `pst ui` running, flow runs go to its server (and show in its UI as they happen);
+    otherwise Prefect runs an ephemeral server on the same database (PREFECT_HOME).
+    """
+    import os
+    import urllib.request
+
+    from pst_core.tracking import apply_offline_env
+
+    apply_offline_env()
+    os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pst_core")
+    if "PREFECT_API_URL" not in os.environ:
+        try:
+            urllib.request.urlopen(f"{PREFECT_URL}/api/health", timeout=0.5)
+            os.environ["PREFECT_API_URL"] = f"{PREFECT_URL}/api"
+        except OSError:
+            pass
+
+
+def _tracker(cfg, layout):
+    from pst_core.tracking import MlflowTracker
+
+    try:
+        return MlflowTracker(cfg.model_dump(mode="json"), layout)
+    except Exception as e:  # tracking must never stop the run: the Parquet files are the record
+        err_console.print(f"[yellow]warning:[/yellow] MLflow unavailable ({e}); "
+                          f"log later with `pst track {layout.root}`")
+        return None
+
+
+def _track_round(tracker, layout, r: int) -> None:
+    try:
+        tracker.log_round(layout, r)
+    except Exception as e:
+        err_console.print(f"[yellow]warning:[/yellow] MLflow logging of round {r} failed ({e}); "
+                          f"log later with `pst track {layout.root}`")
+
+
+@app.command()
+@_user_errors
+def demo(
+    rounds: Annotated[int, typer.Option(help="Training rounds.")] = 2,
+    output_dir: Annotated[str, typer.Option(help="Where runs and mlflow.db go.")] = "runs",
+):
+    """The offline demo: fetch the three offline peers, run the pipeline flow on the synthetic
+    problems, and print where the results are and how to open the UIs."""
+    from pst_core.config import load_config
+    from pst_core.models.offline import OFFLINE_MODELS, fetch_offline_model
+    from pst_core.pipeline import Experiment, summary
+    from pst_core.tracking import default_tracking_uri
+
+    config = Path(__file__).resolve().parents[1] / "data" / "configs" / "demo.yaml"
+    overrides = [f"rounds={rounds}", f"output_dir={output_dir}"]
+    cfg = load_config(config, overrides)
+    for peer in cfg.peers:
+        if peer.source in OFFLINE_MODELS:
+            with console.status(f"fetching {peer.source}"):
+                fetch_offline_model(peer.source)
+    _prefect_env()
+    from flows.pipeline import pipeline_flow
+
+    pipeline_flow(config_path=str(config), overrides=overrides)
+    layout = Experiment(cfg).layout
+    print_summary(summary(layout, cfg.rounds))
+    console.print(f"results: {layout.root}")
+    console.print(f"MLflow:  {default_tracking_uri(output_dir)}")
+    console.print("open the UIs: pst ui   (Prefect http://127.0.0.1:4200, MLflow "
+                  "http://127.0.0.1:5000)")
+
+
+@app.command()
+def ui(
+    output_dir: Annotated[str, typer.Option(help="The runs directory holding mlflow.db.")] = "runs",
+    prefect_port: Annotated[int, typer.Option(help="Prefect server port.")] = 4200,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow UI port.")] = 5000,
+    host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")]
+    = "127.0.0.1",
+):
+    """Start the Prefect server and the MLflow UI, print their URLs, stop both on Ctrl-C."""
+    import os
+    import subprocess
+    import time
+
+    from pst_core.tracking import default_tracking_uri
+
+    _prefect_env()
+    os.environ.pop("PREFECT_API_URL", None)  # the server we start is the API
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    artifacts = (Path(output_dir).resolve() / "mlartifacts").as_uri()
+    commands = [
+        ["prefect", "server", "start", "--host", host, "--port", str(prefect_port)],
+        ["mlflow", "server", "--backend-store-uri", default_tracking_uri(output_dir),
+         "--default-artifact-root", artifacts, "--host", host, "--port", str(mlflow_port),
+         "--workers", "1"],
+    ]
+    processes = [subprocess.Popen(c, env=env) for c in commands]
+    console.print(f"Prefect UI: http://{host}:{prefect_port}")
+    console.print(f"MLflow UI:  http://{host}:{mlflow_port}")
+    console.print("Runs started now with `pst run` report to this Prefect server. Ctrl-C stops both.")
+    try:
+        while all(p.poll() is None for p in processes):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in processes:
+            p.terminate()
+        for p in processes:
+            p.wait(timeout=30)
+
+
+@app.command()
+@_user_errors
+def serve(
+    config: Annotated[Path, typer.Option(help="Experiment YAML the schedule runs.")] = Path(
+        "data/configs/demo.yaml"),
+    cron: Annotated[Optional[str], typer.Option(help="Cron schedule, e.g. '0 3 * * *'.")] = "0 3 * * *",
+    interval: Annotated[Optional[int], typer.Option(help="Seconds between runs (instead of cron).")]
+    = None,
+    name: Annotated[str, typer.Option(help="Deployment name.")] = "pst-pipeline",
+):
+    """Register the pipeline as a scheduled Prefect deployment and serve it (Ctrl-C stops)."""
+    _prefect_env()
+    from flows.deploy import serve_pipeline
+
+    serve_pipeline(config, name=name, cron=None if interval else cron, interval=interval)
+
+
+@app.command()
+@_user_errors
+def track(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (runs/<experiment>/<run>).")],
+):
+    """Log a run's finished rounds to MLflow (after a tracking failure, or to a new server)."""
+    import yaml
+
+    from pst_core.config import parse_config
+    from pst_core.store import RunLayout
+    from pst_core.tracking import MlflowTracker
+
+    config_file = run_dir / "config.yaml"
+    if not config_file.exists():
+        raise typer.BadParameter(f"{config_file} not found: not a run directory")
+    cfg = parse_config(yaml.safe_load(config_file.read_text()), source=str(config_file))
+    layout = RunLayout(run_dir)
+    tracker = MlflowTracker(cfg.model_dump(mode="json"), layout)
+    r = 0
+    while layout.metrics(r).exists():
+        tracker.log_round(layout, r)
+        r += 1
+    console.print(f"logged {r} round(s) of {run_dir} to {tracker.uri}")
 
 
 def print_summary(rows: list[dict]) -> None:

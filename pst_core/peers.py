@@ -1,10 +1,11 @@
 """Peer round (DESIGN.md step 1): K peers answer each question in turn, each seeing the earlier
 answers.
 
-Peers are loaded one at a time and released before the next, so a round's peak memory is about
-one peer's. Work is done position by position (everyone's first turn, then everyone's second...)
-because peer k's prompt needs the responses of positions < k. Each (position, peer) slice is
-written as its own Parquet part, so an interrupted round resumes at the slice it was in.
+A round is a sequence of turns: at each position (first answerer, second...), every peer answers
+the questions where it has that position, seeing the responses of the earlier positions. Turns of
+one position are independent (different peers, different questions: an orchestrator may run them
+in parallel); positions are sequential. The caller loads one peer per turn and releases it, so a
+round's peak memory is about one peer's.
 
 Order matters (STACK.md: Qwen-0.5B fell from 80% to 30% after seeing SmolLM2's wrong answers), so
 the order is recorded per question in the ``position`` column.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -22,7 +22,6 @@ from pst_core.answers import is_equivalent
 from pst_core.generate import RESPONSES_SCHEMA, generate_responses, generate_solo
 from pst_core.models.backend import Backend, SamplingParams
 from pst_core.prompts import peer_prompt
-from pst_core.store import cached_stage
 
 log = logging.getLogger(__name__)
 
@@ -90,66 +89,52 @@ def rank_by_consistency(
     return scores
 
 
-def run_peer_round(
+def turn_questions(orders: dict[str, list[str]], position: int, peer: str) -> list[str]:
+    """The questions (in order) that ``peer`` answers at ``position``."""
+    return [q for q, order in orders.items() if len(order) > position and order[position] == peer]
+
+
+def earlier_responses(turns: Sequence[pa.Table], question_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Each question's responses from the given earlier turns, in position order."""
+    earlier: dict[str, list[tuple[int, str]]] = {qid: [] for qid in question_ids}
+    for table in turns:
+        for qid, position, text in zip(table.column("question_id").to_pylist(),
+                                       table.column("position").to_pylist(),
+                                       table.column("response").to_pylist()):
+            earlier[qid].append((position, text))
+    return {qid: [text for _, text in sorted(items)] for qid, items in earlier.items()}
+
+
+def answer_turn(
     questions: pa.Table,
-    orders: dict[str, list[str]],
-    load: LoadPeer,
-    params: dict[str, SamplingParams],
+    question_ids: Sequence[str],
+    earlier: dict[str, list[str]],
+    backend: Backend,
+    params: SamplingParams,
     *,
-    models: dict[str, str],
-    prompt_formats: dict[str, str],
+    position: int,
+    peer: str,
+    model: str,
+    prompt_format: str,
     rules: Sequence[str],
-    parts_dir: Path,
 ) -> pa.Table:
-    """Every question answered by every peer in its order; earlier answers shown to later peers.
+    """One peer's turn: it answers ``question_ids`` seeing each question's earlier responses.
 
     Args:
         questions: id and question only (no gold: this stage never sees it).
-        orders: question id -> peer names in answering order (``order_peers``).
-        load: returns a loaded backend for a peer name (with the peer's latest adapter).
-        params: peer name -> its decoding parameters.
-        models: peer name -> model source, recorded in the output.
-        parts_dir: where the (position, peer) parts are stored for resuming.
-
-    Returns:
-        A ``RESPONSES_SCHEMA`` table ordered by position, then question order.
+        earlier: question id -> the responses of the positions before this one.
     """
-    question_text = dict(zip(questions.column("id").to_pylist(),
-                             questions.column("question").to_pylist()))
-    earlier: dict[str, list[str]] = {qid: [] for qid in question_text}
-    n_positions = max(len(order) for order in orders.values())
-    parts: list[pa.Table] = []
-    for position in range(n_positions):
-        answered: list[pa.Table] = []
-        for name in models:
-            qids = [q for q in question_text if len(orders[q]) > position
-                    and orders[q][position] == name]
-            if not qids:
-                continue
-
-            def answer(qids=qids, name=name, position=position) -> pa.Table:
-                backend = load(name)
-                try:
-                    style = backend.prompt_style(prompt_formats[name])
-                    prompts = [peer_prompt(question_text[q], earlier[q], style) for q in qids]
-                    log.info("position %d: %s answers %d question(s)", position, name, len(qids))
-                    return generate_responses(qids, prompts, backend, params[name], peer=name,
-                                              model=models[name], position=position, rules=rules)
-                finally:
-                    backend.close()
-
-            answered.append(cached_stage(parts_dir / f"position{position}_{name}.parquet",
-                                         RESPONSES_SCHEMA, answer))
-        for part in answered:  # the next position sees this one's responses
-            for qid, text in zip(part.column("question_id").to_pylist(),
-                                 part.column("response").to_pylist()):
-                earlier[qid].append(text)
-        parts += answered
-    return _in_question_order(pa.concat_tables(parts), list(question_text))
+    text = dict(zip(questions.column("id").to_pylist(), questions.column("question").to_pylist()))
+    style = backend.prompt_style(prompt_format)
+    prompts = [peer_prompt(text[q], earlier.get(q, []), style) for q in question_ids]
+    log.info("position %d: %s answers %d question(s)", position, peer, len(question_ids))
+    return generate_responses(question_ids, prompts, backend, params, peer=peer, model=model,
+                              position=position, rules=rules)
 
 
-def _in_question_order(table: pa.Table, question_ids: list[str]) -> pa.Table:
+def combine_turns(turns: Sequence[pa.Table], question_ids: Sequence[str]) -> pa.Table:
+    """All turns of a round as one table, ordered by position, then question order."""
     rank = {qid: i for i, qid in enumerate(question_ids)}
-    rows = sorted(table.to_pylist(), key=lambda r: (r["position"], rank[r["question_id"]]))
+    rows = [row for table in turns for row in table.to_pylist()]
+    rows.sort(key=lambda r: (r["position"], rank[r["question_id"]]))
     return pa.Table.from_pylist(rows, schema=RESPONSES_SCHEMA)
-

@@ -20,6 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -35,17 +36,26 @@ from pst_core.aggregate import (
 )
 from pst_core.config import DatasetConfig, ExperimentConfig, PeerConfig
 from pst_core.data import DATASET_SCHEMA, ingest_dataset, select_split
-from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA, eval_metrics, evaluate_peer
+from pst_core import evaluate as evaluation
+from pst_core import train as training
+from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA, eval_metrics
 from pst_core.generate import RESPONSES_SCHEMA
-from pst_core.models.backend import Backend, SamplingParams, load_backend
+from pst_core.models.backend import SamplingParams, load_backend
 from pst_core.models.hf import load_peer_model
 from pst_core.models.source import load_model
 from pst_core.models.tokens import prompt_style, render_prompt
-from pst_core.peers import order_peers, rank_by_consistency, run_peer_round
+from pst_core.peers import (
+    answer_turn,
+    combine_turns,
+    earlier_responses,
+    order_peers,
+    rank_by_consistency,
+    turn_questions,
+)
 from pst_core.pmi import PMI_SCHEMA, score_pmi, weigh
 from pst_core.prompts import solo_prompt
 from pst_core.store import RunLayout, atomic_path, cached_stage, read_table, write_table
-from pst_core.train import TRAIN_LOG_SCHEMA, add_adapters, is_checkpoint, save_checkpoint, train_peer
+from pst_core.train import TRAIN_LOG_SCHEMA, add_adapters, is_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -118,58 +128,104 @@ class Experiment:
                 return path
         return None
 
-    def loader(self, upto_round: int) -> Callable[[str], Backend]:
-        return lambda name: load_backend(self.peers[name], self.checkpoint(name, upto_round))
+    @contextmanager
+    def backend(self, peer: str | PeerConfig, checkpoint_round: int | Path | None):
+        """A loaded backend for ``peer`` with its checkpoint (from rounds <= a round, or a path),
+        released on exit so the next peer has the memory."""
+        config = self.peers[peer] if isinstance(peer, str) else peer
+        checkpoint = (self.checkpoint(config.name, checkpoint_round)
+                      if isinstance(checkpoint_round, int) else checkpoint_round)
+        backend = load_backend(config, checkpoint)
+        try:
+            yield backend
+        finally:
+            backend.close()
 
     # -- rounds ----------------------------------------------------------------------------
 
     def run_round(self, r: int) -> None:
+        """One round, stage by stage, in this process (the flows run the same units as tasks)."""
         if r > 0:
-            questions = self.round_questions(r)
-            responses = self.generate(r, questions)
-            aggregates = self.aggregate(r, responses)
-            pmi = self.score(r, questions, responses, aggregates)
-            self.train(r, questions, aggregates, pmi)
-        self.evaluate(r)
+            for position in range(len(self.peers)):
+                for peer in self.turn_peers(r, position):
+                    self.generate_turn(r, position, peer)
+            self.collect_responses(r)
+            self.aggregate(r)
+            for peer in self.peers:
+                self.score_peer(r, peer)
+            self.collect_pmi(r)
+            for peer in self.peers:
+                self.train_peer(r, peer)
+            self.collect_train_log(r)
+        for peer in self.peers:
+            self.evaluate_peer(r, peer)
+        self.collect_eval(r)
         self.metrics(r)
 
-    def generate(self, r: int, questions: pa.Table) -> pa.Table:
-        cfg = self.cfg
-        params = {
-            name: SamplingParams(max_new_tokens=peer.max_new_tokens or cfg.generation.max_new_tokens,
-                                 temperature=cfg.generation.temperature,
-                                 top_p=cfg.generation.top_p, seed=cfg.seed + r)
-            for name, peer in self.peers.items()
-        }
-        ranking = self.consistency_ranking(r, questions) if cfg.generation.order == "consistency" else None
-        orders = order_peers(list(self.peers), questions.column("id").to_pylist(),
-                             cfg.generation.order, r, ranking)
+    # -- peers (DESIGN.md step 1) ----------------------------------------------------------
+
+    def orders(self, r: int) -> dict[str, list[str]]:
+        """The answering order of each of round r's questions."""
+        order = self.cfg.generation.order
+        ranking = self.consistency_ranking(r) if order == "consistency" else None
+        return order_peers(list(self.peers), self.round_questions(r).column("id").to_pylist(),
+                           order, r, ranking)
+
+    def turn_peers(self, r: int, position: int) -> list[str]:
+        """The peers with questions to answer at ``position`` (their turns are independent)."""
+        orders = self.orders(r)
+        return [p for p in self.peers if turn_questions(orders, position, p)]
+
+    def generate_turn(self, r: int, position: int, peer: str) -> Path:
+        """``peer`` answers its questions at ``position``; needs the earlier positions' turns."""
+        path = self._part(r, f"turn{position}_{peer}")
+        if path.exists():
+            return path
+        questions, orders = self.round_questions(r), self.orders(r)
+        earlier_turns = [read_table(self._part(r, f"turn{pos}_{p}"), RESPONSES_SCHEMA)
+                         for pos in range(position) for p in self.turn_peers(r, pos)]
+        config = self.peers[peer]
+        params = SamplingParams(
+            max_new_tokens=config.max_new_tokens or self.cfg.generation.max_new_tokens,
+            temperature=self.cfg.generation.temperature, top_p=self.cfg.generation.top_p,
+            seed=self.cfg.seed + r,
+        )
 
         def compute() -> pa.Table:
-            return run_peer_round(
-                questions, orders, self.loader(r - 1), params,
-                models={n: p.source for n, p in self.peers.items()},
-                prompt_formats=self.prompt_formats(), rules=cfg.answers.rules,
-                parts_dir=self.layout.round_dir(r) / "parts",
-            )
+            with self.backend(peer, r - 1) as backend:
+                return answer_turn(
+                    questions, turn_questions(orders, position, peer),
+                    earlier_responses(earlier_turns, questions.column("id").to_pylist()),
+                    backend, params, position=position, peer=peer, model=config.source,
+                    prompt_format=config.prompt_format, rules=self.cfg.answers.rules,
+                )
 
-        return cached_stage(self.layout.responses(r), RESPONSES_SCHEMA,
-                            self.timed(r, "generate", None, compute))
+        cached_stage(path, RESPONSES_SCHEMA, self.timed(r, f"generate/turn{position}", peer, compute))
+        return path
 
-    def consistency_ranking(self, r: int, questions: pa.Table) -> list[str]:
+    def collect_responses(self, r: int) -> Path:
+        turns = [read_table(self._part(r, f"turn{pos}_{p}"), RESPONSES_SCHEMA)
+                 for pos in range(len(self.peers)) for p in self.turn_peers(r, pos)]
+        ids = self.round_questions(r).column("id").to_pylist()
+        cached_stage(self.layout.responses(r), RESPONSES_SCHEMA, lambda: combine_turns(turns, ids))
+        return self.layout.responses(r)
+
+    def consistency_ranking(self, r: int) -> list[str]:
         """Peers by label-free self-consistency on a few of the round's questions (cached)."""
         gen = self.cfg.generation
         schema = pa.schema([pa.field("peer", pa.string(), nullable=False),
                             pa.field("consistency", pa.float64(), nullable=False)])
 
         def compute() -> pa.Table:
+            # One budget for all peers here: the ranking compares them on equal terms.
             params = SamplingParams(max_new_tokens=gen.max_new_tokens,
                                     temperature=gen.temperature or 0.7, top_p=gen.top_p,
                                     n=gen.consistency_samples, seed=self.cfg.seed + r)
-            # One budget for all peers here: the ranking compares them on equal terms.
-            scores = rank_by_consistency(questions.slice(0, gen.consistency_questions),
-                                         list(self.peers), self.loader(r - 1), params,
-                                         self.prompt_formats(), self.cfg.answers.rules)
+            scores = rank_by_consistency(
+                self.round_questions(r).slice(0, gen.consistency_questions), list(self.peers),
+                lambda name: load_backend(self.peers[name], self.checkpoint(name, r - 1)),
+                params, self.prompt_formats(), self.cfg.answers.rules,
+            )
             return pa.table({"peer": list(scores), "consistency": list(scores.values())})
 
         table = cached_stage(self.layout.round_dir(r) / "consistency.parquet", schema,
@@ -177,109 +233,127 @@ class Experiment:
         scores = dict(zip(table.column("peer").to_pylist(), table.column("consistency").to_pylist()))
         return sorted(self.peers, key=lambda p: -scores[p])  # stable: config order breaks ties
 
-    def aggregate(self, r: int, responses: pa.Table) -> pa.Table:
+    # -- aggregate, PMI, train (steps 2-5) -------------------------------------------------
+
+    def aggregate(self, r: int) -> Path:
         def compute() -> pa.Table:
+            responses = read_table(self.layout.responses(r), RESPONSES_SCHEMA)
             aggregates, rejected = aggregate_responses(responses, self.cfg.aggregate.method,
                                                        self.cfg.aggregate.representative)
             write_table(rejected, self.layout.round_dir(r) / "rejected.parquet", REJECTED_SCHEMA)
             return audit_gold(aggregates, self.dataset(self.cfg.data.pool),
                               self.cfg.answers.multi_answer)
 
-        return cached_stage(self.layout.aggregates(r), AGGREGATES_SCHEMA,
-                            self.timed(r, "aggregate", None, compute))
+        cached_stage(self.layout.aggregates(r), AGGREGATES_SCHEMA,
+                     self.timed(r, "aggregate", None, compute))
+        return self.layout.aggregates(r)
 
-    def score(self, r: int, questions: pa.Table, responses: pa.Table, aggregates: pa.Table) -> pa.Table:
+    def score_peer(self, r: int, peer: str) -> Path:
+        """PMI and weights of one peer's responses (weights are normalized per peer)."""
         pmi_cfg = self.cfg.pmi
-        if pmi_cfg.scorer is None:
-            load_scorer, scorer_name, formats = self.loader(r - 1), (lambda p: p), self.prompt_formats()
-        else:
-            scorer = PeerConfig(name="scorer", source=pmi_cfg.scorer)
-            load_scorer = lambda _peer: load_backend(scorer)  # noqa: E731
-            scorer_name, formats = (lambda _p: pmi_cfg.scorer), {p: "auto" for p in self.peers}
+        path = self._part(r, f"pmi_{peer}")
 
         def compute() -> pa.Table:
-            table = score_pmi(questions, responses, aggregates, load_scorer,
-                              prompt_formats=formats, scorer_name=scorer_name,
-                              reduction=pmi_cfg.reduction)
+            responses = read_table(self.layout.responses(r), RESPONSES_SCHEMA)
+            mine = responses.filter(pc.equal(responses.column("peer"), peer))
+            scorer = self.peers[peer] if pmi_cfg.scorer is None else PeerConfig(
+                name="scorer", source=pmi_cfg.scorer)
+            checkpoint = self.checkpoint(peer, r - 1) if pmi_cfg.scorer is None else None
+            with self.backend(scorer, checkpoint) as backend:
+                table = score_pmi(
+                    self.round_questions(r), mine, read_table(self.layout.aggregates(r),
+                                                              AGGREGATES_SCHEMA),
+                    lambda _peer: backend, prompt_formats={peer: scorer.prompt_format},
+                    scorer_name=lambda _peer: pmi_cfg.scorer or peer, reduction=pmi_cfg.reduction,
+                )
             return weigh(table, pmi_cfg.beta, pmi_cfg.w_min, pmi_cfg.w_max, pmi_cfg.standardize)
 
-        return cached_stage(self.layout.pmi(r), PMI_SCHEMA, self.timed(r, "score", None, compute))
+        cached_stage(path, PMI_SCHEMA, self.timed(r, "score", peer, compute))
+        return path
 
-    def train(self, r: int, questions: pa.Table, aggregates: pa.Table, pmi: pa.Table) -> pa.Table:
-        """Fine-tune each peer on the aggregates with its PMI weights; one checkpoint per peer."""
-        question_text = dict(zip(questions.column("id").to_pylist(),
-                                 questions.column("question").to_pylist()))
-        targets = training_view(aggregates).to_pylist()
-        parts = []
-        for index, (name, peer) in enumerate(self.peers.items()):
-            part_path = self.layout.round_dir(r) / "parts" / f"train_log_{name}.parquet"
-            checkpoint = self.layout.checkpoint(r, name)
-            if not is_checkpoint(checkpoint):
-                weight = {row["question_id"]: row["weight"]
-                          for row in pmi.filter(pc.equal(pmi.column("peer"), name)).to_pylist()}
-                examples = [t for t in targets if t["question_id"] in weight]
-                log_table = self.timed(r, "train", name, lambda: self._train_one(
-                    r, index, peer, examples, question_text, weight, checkpoint, part_path))()
-                parts.append(log_table)
-            else:
-                parts.append(read_table(part_path, TRAIN_LOG_SCHEMA))
-        table = pa.concat_tables(parts)
-        write_table(table, self.layout.train_log(r), TRAIN_LOG_SCHEMA)
-        return table
+    def collect_pmi(self, r: int) -> Path:
+        parts = [read_table(self._part(r, f"pmi_{p}"), PMI_SCHEMA) for p in self.peers]
+        cached_stage(self.layout.pmi(r), PMI_SCHEMA, lambda: pa.concat_tables(parts))
+        return self.layout.pmi(r)
 
-    def _train_one(self, r, index, peer, examples, question_text, weight, checkpoint, part_path):
-        cfg = self.cfg
-        previous = self.checkpoint(peer.name, r - 1)
+    def train_peer(self, r: int, peer: str) -> Path:
+        """Fine-tune ``peer`` on the aggregates with its PMI weights; returns its checkpoint."""
+        checkpoint = self.layout.checkpoint(r, peer)
+        if is_checkpoint(checkpoint):
+            return checkpoint
+        self.timed(r, "train", peer, lambda: self._train(r, peer, checkpoint))()
+        return checkpoint
+
+    def _train(self, r: int, name: str, checkpoint: Path) -> pa.Table:
+        cfg, peer = self.cfg, self.peers[name]
+        questions = self.round_questions(r)
+        text = dict(zip(questions.column("id").to_pylist(), questions.column("question").to_pylist()))
+        pmi = read_table(self._part(r, f"pmi_{name}"), PMI_SCHEMA)
+        weight = dict(zip(pmi.column("question_id").to_pylist(), pmi.column("weight").to_pylist()))
+        aggregates = training_view(read_table(self.layout.aggregates(r), AGGREGATES_SCHEMA))
+        examples = [t for t in aggregates.to_pylist() if t["question_id"] in weight]
+        previous = self.checkpoint(name, r - 1)
         if cfg.train.method == "full" and previous is not None:
             model, tokenizer = load_model(str(previous), dtype=peer.dtype, device=peer.device)
             previous = None
         else:
             model, tokenizer = load_peer_model(peer)
-        seed = cfg.seed * 1000 + r * 10 + index
+        seed = cfg.seed * 1000 + r * 10 + list(self.peers).index(name)
         model = add_adapters(model, cfg.train, previous, seed)
         style = prompt_style(tokenizer, peer.prompt_format)
-        prompts = [render_prompt(tokenizer, solo_prompt(question_text[t["question_id"]], style))
+        prompts = [render_prompt(tokenizer, solo_prompt(text[t["question_id"]], style))
                    for t in examples]
-        log.info("round %d: training %s on %d example(s)", r, peer.name, len(examples))
-        table = train_peer(model, tokenizer, prompts, [t["response"] for t in examples],
+        log.info("round %d: training %s on %d example(s)", r, name, len(examples))
+        table = training.train_peer(model, tokenizer, prompts, [t["response"] for t in examples],
                            [weight[t["question_id"]] for t in examples], cfg.train,
-                           peer=peer.name, seed=seed)
-        write_table(table, part_path, TRAIN_LOG_SCHEMA)  # the log first: see module docstring
+                           peer=name, seed=seed)
+        write_table(table, self._part(r, f"train_log_{name}"), TRAIN_LOG_SCHEMA)  # log first
         save_checkpoint(model, tokenizer, checkpoint)
         return table
 
-    def evaluate(self, r: int) -> pa.Table:
-        """Every peer (with its round-r checkpoint) on every eval dataset; parts per peer."""
-        parts = []
-        for index, (name, peer) in enumerate(self.peers.items()):
-            eval_cfg = self.cfg.eval
-            if peer.max_new_tokens:
-                eval_cfg = eval_cfg.model_copy(update={"max_new_tokens": peer.max_new_tokens})
-            missing = [s for s in self.cfg.data.eval if not self._eval_part(r, name, s).exists()]
-            backend = self.loader(r)(name) if missing else None
-            try:
-                for spec in self.cfg.data.eval:
-                    questions = select_split(self.dataset(spec), spec.split or "eval",
-                                             self.cfg.eval.limit or spec.limit)
-                    compute = lambda spec=spec, q=questions: evaluate_peer(  # noqa: E731
-                        q, backend, eval_cfg, round_index=r, peer=name,
-                        benchmark=spec.name, prompt_format=peer.prompt_format,
-                        rules=self.cfg.answers.rules, multi_answer=self.cfg.answers.multi_answer,
-                        seed=self.cfg.seed * 1000 + r * 10 + index,
-                    )
-                    parts.append(cached_stage(self._eval_part(r, name, spec), EVAL_SCHEMA,
-                                              self.timed(r, f"eval/{spec.name}", name, compute)))
-            finally:
-                if backend is not None:
-                    backend.close()
-        table = pa.concat_tables(parts) if parts else EVAL_SCHEMA.empty_table()
-        write_table(table, self.layout.eval(r), EVAL_SCHEMA)
-        return table
+    def collect_train_log(self, r: int) -> Path:
+        parts = [read_table(self._part(r, f"train_log_{p}"), TRAIN_LOG_SCHEMA) for p in self.peers]
+        write_table(pa.concat_tables(parts), self.layout.train_log(r), TRAIN_LOG_SCHEMA)
+        return self.layout.train_log(r)
 
-    def _eval_part(self, r: int, peer: str, spec: DatasetConfig) -> Path:
-        return self.layout.round_dir(r) / "parts" / f"eval_{peer}_{spec.name}.parquet"
+    # -- evaluate (step 7) -----------------------------------------------------------------
+
+    def evaluate_peer(self, r: int, peer: str) -> Path:
+        """``peer`` (with its round-r checkpoint) on every eval dataset; one part per peer."""
+        path = self._part(r, f"eval_{peer}")
+        if path.exists():
+            return path
+        config = self.peers[peer]
+        eval_cfg = self.cfg.eval
+        if config.max_new_tokens:
+            eval_cfg = eval_cfg.model_copy(update={"max_new_tokens": config.max_new_tokens})
+        seed = self.cfg.seed * 1000 + r * 10 + list(self.peers).index(peer)
+
+        def compute() -> pa.Table:
+            with self.backend(peer, r) as backend:
+                return pa.concat_tables([
+                    evaluation.evaluate_peer(
+                        select_split(self.dataset(spec), spec.split or "eval",
+                                     self.cfg.eval.limit or spec.limit),
+                        backend, eval_cfg, round_index=r, peer=peer, benchmark=spec.name,
+                        prompt_format=config.prompt_format, rules=self.cfg.answers.rules,
+                        multi_answer=self.cfg.answers.multi_answer, seed=seed,
+                    )
+                    for spec in self.cfg.data.eval
+                ] or [EVAL_SCHEMA.empty_table()])
+
+        cached_stage(path, EVAL_SCHEMA, self.timed(r, "eval", peer, compute))
+        return path
+
+    def collect_eval(self, r: int) -> Path:
+        parts = [read_table(self._part(r, f"eval_{p}"), EVAL_SCHEMA) for p in self.peers]
+        write_table(pa.concat_tables(parts), self.layout.eval(r), EVAL_SCHEMA)
+        return self.layout.eval(r)
 
     # -- bookkeeping -----------------------------------------------------------------------
+
+    def _part(self, r: int, name: str) -> Path:
+        return self.layout.round_dir(r) / "parts" / f"{name}.parquet"
 
     def prompt_formats(self) -> dict[str, str]:
         return {name: peer.prompt_format for name, peer in self.peers.items()}

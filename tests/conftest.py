@@ -112,12 +112,17 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
 
 
 def pytest_configure(config):
-    # Offline settings of STACK.md, for every test and every subprocess it starts.
+    # Offline settings of STACK.md, for every test and every subprocess it starts, and a
+    # Prefect home of the test session's own (it holds Prefect's database).
+    import tempfile
+
+    os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="pst-prefect-home-"))
     for key, value in {
         "DO_NOT_TRACK": "true",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     }.items():
         os.environ.setdefault(key, value)

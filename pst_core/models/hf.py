@@ -204,8 +204,9 @@ class TransformersBackend:
 def load_peer_model(peer, checkpoint: Path | None = None):
     """A peer's model and tokenizer: its source, plus the latest checkpoint when there is one.
 
-    A checkpoint is LoRA adapters (applied on the source model, unmerged, so evaluation sees
-    exactly the trained model) or a full fine-tuned model directory.
+    A checkpoint is LoRA adapters or a full fine-tuned model directory. Adapters are merged into
+    the weights: unmerged LoRA made generation on the CPU about 1.5x slower (Qwen-0.5B eval
+    179 s -> 266 s in the demo), for a difference of one bf16 rounding of the merged weights.
     """
     if checkpoint is not None and not (checkpoint / "adapter_config.json").exists():
         return load_model(str(checkpoint), dtype=peer.dtype, device=peer.device)
@@ -216,7 +217,7 @@ def load_peer_model(peer, checkpoint: Path | None = None):
     if checkpoint is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, checkpoint).eval()
+        model = PeftModel.from_pretrained(model, checkpoint).merge_and_unload().eval()
     return model, tokenizer
 
 

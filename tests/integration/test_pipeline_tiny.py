@@ -6,7 +6,6 @@ from unittest import mock
 
 import pyarrow.parquet as pq
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from pst_core.config import parse_config
@@ -76,7 +75,7 @@ def test_every_artifact_is_written(finished_run):
     metrics = pq.read_table(layout.metrics(1)).to_pylist()
     names = {m["name"] for m in metrics}
     assert {"em", "gv_gap_abs", "gv_gap_rel", "agreement", "pseudo_label_acc",
-            "wall_s/generate", "wall_s/train"} <= names
+            "wall_s/generate/turn0", "wall_s/score", "wall_s/train", "wall_s/eval"} <= names
 
 
 def test_rounds_sample_fresh_questions(finished_run):
@@ -133,11 +132,11 @@ def test_resume_after_interruption_gives_the_same_tables(tmp_path, tiny_model_di
             raise KeyboardInterrupt("killed")
         return real_train(*args, **kwargs)
 
-    with mock.patch("pst_core.pipeline.train_peer", side_effect=crash_on_second_peer_of_round_2):
+    with mock.patch("pst_core.train.train_peer", side_effect=crash_on_second_peer_of_round_2):
         with pytest.raises(KeyboardInterrupt):
             Experiment(cfg).run()
     resumed = Experiment(cfg)
-    with mock.patch("pst_core.pipeline.run_peer_round", side_effect=AssertionError("recomputed")):
+    with mock.patch("pst_core.pipeline.answer_turn", side_effect=AssertionError("recomputed")):
         resumed.run()  # generation of rounds 1-2 is done: it must not run again
     assert _outputs(resumed.layout) == _outputs(layout)
     for r in range(3):

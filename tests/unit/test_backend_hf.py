@@ -8,7 +8,7 @@ from pst_core.models.backend import SamplingParams
 from pst_core.models.hf import TransformersBackend
 from pst_core.models.source import load_model
 from pst_core.models.tokens import encode_continuation
-from pst_core.prompts import Prompt, solo_prompt
+from pst_core.prompts import solo_prompt
 
 
 def _backend(path, batch_size=4, dtype="float32"):
