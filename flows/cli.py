@@ -210,7 +210,8 @@ def run(
 ):
     """Run an experiment: round 0 evaluation, then R rounds of PST. Resumes where it stopped."""
     from pst_core.config import load_config
-    from pst_core.pipeline import Experiment, summary
+    from pst_core.metrics import summary
+    from pst_core.pipeline import Experiment
 
     cfg = load_config(config, overrides or [])
     layout = Experiment(cfg).layout
@@ -287,8 +288,9 @@ def demo(
     """The offline demo: fetch the three offline peers, run the pipeline flow on the synthetic
     problems, and print where the results are and how to open the UIs."""
     from pst_core.config import load_config
+    from pst_core.metrics import summary
     from pst_core.models.offline import OFFLINE_MODELS, fetch_offline_model
-    from pst_core.pipeline import Experiment, summary
+    from pst_core.pipeline import Experiment
     from pst_core.tracking import default_tracking_uri
 
     config = Path(__file__).resolve().parents[1] / "data" / "configs" / "demo.yaml"
@@ -320,6 +322,7 @@ def ui(
 ):
     """Start the Prefect server and the MLflow UI, print their URLs, stop both on Ctrl-C."""
     import os
+    import signal
     import subprocess
     import time
 
@@ -335,7 +338,10 @@ def ui(
          "--default-artifact-root", artifacts, "--host", host, "--port", str(mlflow_port),
          "--workers", "1"],
     ]
-    processes = [subprocess.Popen(c, env=env) for c in commands]
+    # Each server in its own process group, so stopping it stops its workers too.
+    processes = [subprocess.Popen(c, env=env, start_new_session=True) for c in commands]
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     console.print(f"Prefect UI: http://{host}:{prefect_port}")
     console.print(f"MLflow UI:  http://{host}:{mlflow_port}")
     console.print("Runs started now with `pst run` report to this Prefect server. Ctrl-C stops both.")
@@ -346,9 +352,25 @@ def ui(
         pass
     finally:
         for p in processes:
-            p.terminate()
-        for p in processes:
-            p.wait(timeout=30)
+            _stop_group(p)
+
+
+def _stop_group(process) -> None:
+    """SIGTERM a server's process group; SIGKILL what is left after 20 s."""
+    import os
+    import signal
+    import subprocess
+
+    for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @app.command()

@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from pst_core import evaluate as evaluation
+from pst_core import train as training
 from pst_core.aggregate import (
     AGGREGATES_SCHEMA,
     REJECTED_SCHEMA,
@@ -36,10 +38,9 @@ from pst_core.aggregate import (
 )
 from pst_core.config import DatasetConfig, ExperimentConfig, PeerConfig
 from pst_core.data import DATASET_SCHEMA, ingest_dataset, select_split
-from pst_core import evaluate as evaluation
-from pst_core import train as training
-from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA, eval_metrics
+from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA
 from pst_core.generate import RESPONSES_SCHEMA
+from pst_core.metrics import round_metrics
 from pst_core.models.backend import SamplingParams, load_backend
 from pst_core.models.hf import load_peer_model
 from pst_core.models.source import load_model
@@ -272,9 +273,7 @@ class Experiment:
         return path
 
     def collect_pmi(self, r: int) -> Path:
-        parts = [read_table(self._part(r, f"pmi_{p}"), PMI_SCHEMA) for p in self.peers]
-        cached_stage(self.layout.pmi(r), PMI_SCHEMA, lambda: pa.concat_tables(parts))
-        return self.layout.pmi(r)
+        return self._collect(r, "pmi", PMI_SCHEMA, self.layout.pmi(r))
 
     def train_peer(self, r: int, peer: str) -> Path:
         """Fine-tune ``peer`` on the aggregates with its PMI weights; returns its checkpoint."""
@@ -298,23 +297,22 @@ class Experiment:
             previous = None
         else:
             model, tokenizer = load_peer_model(peer)
-        seed = cfg.seed * 1000 + r * 10 + list(self.peers).index(name)
+        seed = self._seed(r, name)
         model = add_adapters(model, cfg.train, previous, seed)
         style = prompt_style(tokenizer, peer.prompt_format)
         prompts = [render_prompt(tokenizer, solo_prompt(text[t["question_id"]], style))
                    for t in examples]
         log.info("round %d: training %s on %d example(s)", r, name, len(examples))
-        table = training.train_peer(model, tokenizer, prompts, [t["response"] for t in examples],
-                           [weight[t["question_id"]] for t in examples], cfg.train,
-                           peer=name, seed=seed)
+        table = training.train_peer(
+            model, tokenizer, prompts, [t["response"] for t in examples],
+            [weight[t["question_id"]] for t in examples], cfg.train, peer=name, seed=seed,
+        )
         write_table(table, self._part(r, f"train_log_{name}"), TRAIN_LOG_SCHEMA)  # log first
         save_checkpoint(model, tokenizer, checkpoint)
         return table
 
     def collect_train_log(self, r: int) -> Path:
-        parts = [read_table(self._part(r, f"train_log_{p}"), TRAIN_LOG_SCHEMA) for p in self.peers]
-        write_table(pa.concat_tables(parts), self.layout.train_log(r), TRAIN_LOG_SCHEMA)
-        return self.layout.train_log(r)
+        return self._collect(r, "train_log", TRAIN_LOG_SCHEMA, self.layout.train_log(r))
 
     # -- evaluate (step 7) -----------------------------------------------------------------
 
@@ -327,7 +325,7 @@ class Experiment:
         eval_cfg = self.cfg.eval
         if config.max_new_tokens:
             eval_cfg = eval_cfg.model_copy(update={"max_new_tokens": config.max_new_tokens})
-        seed = self.cfg.seed * 1000 + r * 10 + list(self.peers).index(peer)
+        seed = self._seed(r, peer)
 
         def compute() -> pa.Table:
             with self.backend(peer, r) as backend:
@@ -346,14 +344,22 @@ class Experiment:
         return path
 
     def collect_eval(self, r: int) -> Path:
-        parts = [read_table(self._part(r, f"eval_{p}"), EVAL_SCHEMA) for p in self.peers]
-        write_table(pa.concat_tables(parts), self.layout.eval(r), EVAL_SCHEMA)
-        return self.layout.eval(r)
+        return self._collect(r, "eval", EVAL_SCHEMA, self.layout.eval(r))
 
     # -- bookkeeping -----------------------------------------------------------------------
 
     def _part(self, r: int, name: str) -> Path:
         return self.layout.round_dir(r) / "parts" / f"{name}.parquet"
+
+    def _collect(self, r: int, prefix: str, schema: pa.Schema, out: Path) -> Path:
+        """Concatenate the per-peer parts ``<prefix>_<peer>`` into the round's table."""
+        parts = [read_table(self._part(r, f"{prefix}_{p}"), schema) for p in self.peers]
+        write_table(pa.concat_tables(parts), out, schema)
+        return out
+
+    def _seed(self, r: int, peer: str) -> int:
+        """A distinct, reproducible seed per (experiment seed, round, peer)."""
+        return self.cfg.seed * 1000 + r * 10 + list(self.peers).index(peer)
 
     def prompt_formats(self) -> dict[str, str]:
         return {name: peer.prompt_format for name, peer in self.peers.items()}
@@ -372,65 +378,8 @@ class Experiment:
 
         return run
 
-    def metrics(self, r: int) -> pa.Table:
-        """Round r's metrics in long form (round, peer, benchmark, name, value)."""
-        rows = eval_metrics(read_table(self.layout.eval(r), EVAL_SCHEMA))
-        add = lambda name, value, peer=None: rows.append(  # noqa: E731
-            {"round": r, "peer": peer, "benchmark": None, "name": name, "value": value})
-        if r > 0:
-            responses = read_table(self.layout.responses(r), RESPONSES_SCHEMA).to_pylist()
-            aggregates = read_table(self.layout.aggregates(r), AGGREGATES_SCHEMA).to_pylist()
-            rejected = read_table(self.layout.round_dir(r) / "rejected.parquet", REJECTED_SCHEMA)
-            pmi = read_table(self.layout.pmi(r), PMI_SCHEMA).to_pylist()
-            train_log = read_table(self.layout.train_log(r), TRAIN_LOG_SCHEMA).to_pylist()
-            audited = [a["gold_match"] for a in aggregates if a["gold_match"] is not None]
-            add("n_questions", float(len({x["question_id"] for x in responses})))
-            add("n_aggregated", float(len(aggregates)))
-            add("n_rejected", float(rejected.num_rows))
-            add("agreement", _mean([a["agreement"] for a in aggregates]))
-            add("pseudo_label_acc", _mean(audited))
-            add("tokens_generated", float(sum(x["n_tokens"] for x in responses)))
-            for name in self.peers:
-                mine = [x for x in responses if x["peer"] == name]
-                weights = [p["weight"] for p in pmi if p["peer"] == name]
-                losses = [t["loss"] for t in train_log if t["peer"] == name]
-                add("answer_rate", _mean([x["answer"] is not None for x in mine]), name)
-                add("tokens_generated", float(sum(x["n_tokens"] for x in mine)), name)
-                add("mean_pmi", _mean([p["pmi"] for p in pmi if p["peer"] == name]), name)
-                add("weight_std", _std(weights), name)
-                add("weight_max", max(weights, default=float("nan")), name)
-                add("train_loss_first", losses[0] if losses else float("nan"), name)
-                add("train_loss_last", losses[-1] if losses else float("nan"), name)
-        for path in sorted((self.layout.round_dir(r) / "timings").glob("*.json")):
-            record = json.loads(path.read_text())
-            add(f"wall_s/{record['stage']}", record["wall_s"], record["peer"])
-        table = pa.Table.from_pylist(rows, schema=METRICS_SCHEMA)
+    def metrics(self, r: int) -> Path:
+        """Round r's metrics (metrics.parquet), from the round's tables and stage timings."""
+        table = round_metrics(self.layout, r, list(self.peers))
         write_table(table, self.layout.metrics(r), METRICS_SCHEMA)
-        return table
-
-
-def summary(layout: RunLayout, rounds: int) -> list[dict]:
-    """Per round, peer and benchmark: EM and the GV gap, from the rounds' metrics files."""
-    out: dict[tuple, dict] = {}
-    for r in range(rounds + 1):
-        if not layout.metrics(r).exists():
-            continue
-        for m in read_table(layout.metrics(r), METRICS_SCHEMA).to_pylist():
-            if m["benchmark"] is not None:
-                key = (m["round"], m["peer"], m["benchmark"])
-                out.setdefault(key, {"round": key[0], "peer": key[1], "benchmark": key[2]})
-                out[key][m["name"]] = m["value"]
-    return list(out.values())
-
-
-def _mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values) if values else float("nan")
-
-
-def _std(values) -> float:
-    values = list(values)
-    if not values:
-        return float("nan")
-    mean = sum(values) / len(values)
-    return (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+        return self.layout.metrics(r)

@@ -74,6 +74,7 @@ class MlflowTracker:
         self.uri = tracking_uri or default_tracking_uri(config["output_dir"])
         self.client = MlflowClient(self.uri)
         self.layout = layout
+        self.rounds = config["rounds"]
         self.experiment_id = self._experiment(config["experiment"], Path(config["output_dir"]))
         self.parent_id = self._find_or_create(
             {"pst.run_dir": str(layout.root.resolve()), "pst.kind": "pipeline"},
@@ -131,6 +132,8 @@ class MlflowTracker:
         self.client.set_terminated(round_run)
         self._log_plots(layout, r)
         self.client.set_tag(self.parent_id, done_tag, "true")
+        if r == self.rounds:
+            self.finish()
 
     def _log_plots(self, layout: RunLayout, r: int) -> None:
         from pst_core.plots import plot_pmi, plot_rounds
@@ -145,7 +148,7 @@ class MlflowTracker:
             self.client.log_artifact(run_id, str(path), artifact_path)
 
     def finish(self) -> None:
-        """Close the parent and peer runs (a resumed run reopens them by tag)."""
+        """Mark the run's MLflow runs finished (after its last round)."""
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`pst.run_dir` = '{self.layout.root.resolve()}'")

@@ -165,12 +165,14 @@ def train_peer(
 
 
 def save_checkpoint(model, tokenizer, out_dir: Path) -> Path:
-    """Save adapters (LoRA) or the whole model (full) as safetensors, atomically (dir rename)."""
+    """Save adapters (LoRA) or the whole model and its tokenizer (full) as safetensors,
+    atomically (dir rename)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        if not (tmp / "adapter_config.json").exists():  # a full model; adapters reuse the base's
+            tokenizer.save_pretrained(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

@@ -19,13 +19,13 @@ import torch
 
 from pst_core.models.backend import ContinuationScore, Generation, SamplingParams
 from pst_core.models.source import load_model
-from pst_core.progress import progress
 from pst_core.models.tokens import (
     encode_continuation,
     encode_prompt,
     prompt_style,
     render_prompt,
 )
+from pst_core.progress import progress
 from pst_core.prompts import Prompt, Style
 
 log = logging.getLogger(__name__)

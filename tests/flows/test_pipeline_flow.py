@@ -45,6 +45,7 @@ def test_mlflow_parent_with_round_and_peer_children(flow_and_plain_runs):
     assert sorted(r.data.tags["pst.peer"] for r in by_kind["peer"]) == ["gemma", "llama", "qwen"]
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id
                for r in by_kind["round"] + by_kind["peer"])
+    assert {r.info.status for r in runs} == {"FINISHED"}
     llama = next(r for r in by_kind["peer"] if r.data.tags["pst.peer"] == "llama")
     history = client.get_metric_history(llama.info.run_id, "em/synthetic-eval")
     assert sorted(m.step for m in history) == [0, 1]

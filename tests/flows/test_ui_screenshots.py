@@ -34,7 +34,7 @@ def test_prefect_and_mlflow_pages_of_a_completed_run(tmp_path, tiny_model_dirs, 
     api, env = prefect_server
     pool = write_pool(tmp_path / "pool.jsonl", labeled=True)
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(tmp_path, tiny_model_dirs, pool, rounds=0)))
+    config.write_text(yaml.safe_dump(tiny_config(tmp_path, tiny_model_dirs, pool, rounds=1)))
     run = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(config)], env=env,
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -9,8 +9,8 @@ import pytest
 from safetensors.torch import load_file
 
 from pst_core.config import parse_config
-from pst_core.pipeline import Experiment
 from pst_core.data.synthetic import generate_problems
+from pst_core.pipeline import Experiment
 
 ARTIFACTS = ["responses.parquet", "aggregates.parquet", "pmi.parquet", "train_log.parquet",
              "eval.parquet", "metrics.parquet"]

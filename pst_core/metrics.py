@@ -1,0 +1,83 @@
+"""Round metrics, in long form (round, peer, benchmark, name, value), from a round's tables.
+
+Evaluation gives EM and the GV gap per peer and benchmark; the training side gives agreement,
+pseudo-label accuracy (the gold audit), PMI and weight spread, losses and tokens; every stage that
+ran records its wall time (``wall_s/<stage>``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from pst_core.aggregate import AGGREGATES_SCHEMA, REJECTED_SCHEMA
+from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA, eval_metrics
+from pst_core.generate import RESPONSES_SCHEMA
+from pst_core.pmi import PMI_SCHEMA
+from pst_core.store import RunLayout, read_table
+from pst_core.train import TRAIN_LOG_SCHEMA
+
+
+def round_metrics(layout: RunLayout, r: int, peers: list[str]) -> pa.Table:
+    """All of round r's metrics as a ``METRICS_SCHEMA`` table."""
+    rows = eval_metrics(read_table(layout.eval(r), EVAL_SCHEMA))
+
+    def add(name: str, value: float, peer: str | None = None) -> None:
+        rows.append({"round": r, "peer": peer, "benchmark": None, "name": name, "value": value})
+
+    if r > 0:
+        responses = read_table(layout.responses(r), RESPONSES_SCHEMA).to_pylist()
+        aggregates = read_table(layout.aggregates(r), AGGREGATES_SCHEMA).to_pylist()
+        rejected = read_table(layout.round_dir(r) / "rejected.parquet", REJECTED_SCHEMA)
+        pmi = read_table(layout.pmi(r), PMI_SCHEMA).to_pylist()
+        train_log = read_table(layout.train_log(r), TRAIN_LOG_SCHEMA).to_pylist()
+        audited = [a["gold_match"] for a in aggregates if a["gold_match"] is not None]
+        add("n_questions", float(len({x["question_id"] for x in responses})))
+        add("n_aggregated", float(len(aggregates)))
+        add("n_rejected", float(rejected.num_rows))
+        add("agreement", _mean([a["agreement"] for a in aggregates]))
+        add("pseudo_label_acc", _mean(audited))
+        add("tokens_generated", float(sum(x["n_tokens"] for x in responses)))
+        for name in peers:
+            mine = [x for x in responses if x["peer"] == name]
+            weights = [p["weight"] for p in pmi if p["peer"] == name]
+            losses = [t["loss"] for t in train_log if t["peer"] == name]
+            add("answer_rate", _mean([x["answer"] is not None for x in mine]), name)
+            add("tokens_generated", float(sum(x["n_tokens"] for x in mine)), name)
+            add("mean_pmi", _mean([p["pmi"] for p in pmi if p["peer"] == name]), name)
+            add("weight_std", _std(weights), name)
+            add("weight_max", max(weights, default=float("nan")), name)
+            add("train_loss_first", losses[0] if losses else float("nan"), name)
+            add("train_loss_last", losses[-1] if losses else float("nan"), name)
+    for path in sorted((layout.round_dir(r) / "timings").glob("*.json")):
+        record = json.loads(path.read_text())
+        add(f"wall_s/{record['stage']}", record["wall_s"], record["peer"])
+    return pa.Table.from_pylist(rows, schema=METRICS_SCHEMA)
+
+
+def summary(layout: RunLayout, rounds: int) -> list[dict]:
+    """Per round, peer and benchmark: EM and the GV gap, from the rounds' metrics files."""
+    out: dict[tuple, dict] = {}
+    for r in range(rounds + 1):
+        if not layout.metrics(r).exists():
+            continue
+        for m in read_table(layout.metrics(r), METRICS_SCHEMA).to_pylist():
+            if m["benchmark"] is not None:
+                key = (m["round"], m["peer"], m["benchmark"])
+                out.setdefault(key, {"round": key[0], "peer": key[1], "benchmark": key[2]})
+                out[key][m["name"]] = m["value"]
+    return list(out.values())
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _std(values) -> float:
+    values = list(values)
+    if not values:
+        return float("nan")
+    mean = sum(values) / len(values)
+    return (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
