@@ -22,6 +22,7 @@ import torch
 from pst_core.config import TrainConfig
 from pst_core.models.hf import hidden_at, output_logits, pack_continuations
 from pst_core.models.tokens import encode_continuation, encode_prompt
+from pst_core.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -129,35 +130,36 @@ def train_peer(
         model.enable_input_require_grads()
     generator = torch.Generator().manual_seed(seed)
     model.train()
-    log_rows, step, pending = [], 0, []
-    for epoch in range(cfg.num_epochs):
-        order = torch.randperm(len(pairs), generator=generator).tolist()
-        batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-        for b, batch in enumerate(batches):
-            batch_pairs = [pairs[i] for i in batch]
-            ids, mask, rows, positions, target_ids = pack_continuations(
-                batch_pairs, tokenizer.pad_token_id, device
-            )
-            causal_lm, hidden = hidden_at(model, ids, mask, rows, positions)
-            weighted, plain = weighted_nll(output_logits(causal_lm, hidden), target_ids, rows,
-                                           weight_t[batch].to(device))
-            (weighted / cfg.gradient_accumulation_steps).backward()
-            pending.append((weighted.item(), plain.item(), len(batch), len(target_ids)))
-            if len(pending) == cfg.gradient_accumulation_steps or b == len(batches) - 1:
+    log_rows, pending = [], []
+    with progress(f"{peer}: train", total_steps) as advance:
+        for epoch in range(cfg.num_epochs):
+            order = torch.randperm(len(pairs), generator=generator).tolist()
+            batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+            for b, batch in enumerate(batches):
+                ids, mask, rows, positions, target_ids = pack_continuations(
+                    [pairs[i] for i in batch], tokenizer.pad_token_id, device
+                )
+                causal_lm, hidden = hidden_at(model, ids, mask, rows, positions)
+                weighted, plain = weighted_nll(output_logits(causal_lm, hidden), target_ids, rows,
+                                               weight_t[batch].to(device))
+                (weighted / cfg.gradient_accumulation_steps).backward()
+                pending.append((weighted.item(), plain.item(), len(batch), len(target_ids)))
+                if len(pending) < cfg.gradient_accumulation_steps and b < len(batches) - 1:
+                    continue
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 lr = schedule.get_last_lr()[0]
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
-                step += 1
                 log_rows.append({
-                    "peer": peer, "step": step, "epoch": epoch,
+                    "peer": peer, "step": len(log_rows) + 1, "epoch": epoch,
                     "loss": sum(p[1] for p in pending) / len(pending),
                     "weighted_loss": sum(p[0] for p in pending) / len(pending),
                     "lr": lr, "n_examples": sum(p[2] for p in pending),
                     "n_target_tokens": sum(p[3] for p in pending),
                 })
                 pending = []
+                advance(1)
     model.eval()
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_disable()
