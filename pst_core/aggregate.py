@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from pst_core.answers import is_equivalent, matches_gold
+from pst_core.answers import group_answers, is_equivalent, matches_gold
 
 AGGREGATES_SCHEMA = pa.schema(
     [
@@ -79,16 +79,7 @@ def aggregate_responses(
 
 def _vote(rows: list[dict], representative: str) -> tuple[dict | None, int]:
     """Majority answer; ties to the group whose latest member answered last."""
-    groups: list[list[dict]] = []
-    for row in rows:
-        if row["answer"] is None:
-            continue
-        for group in groups:
-            if is_equivalent(row["answer"], group[0]["answer"]):
-                group.append(row)
-                break
-        else:
-            groups.append([row])
+    groups = [[rows[i] for i in g] for g in group_answers([r["answer"] for r in rows])]
     if not groups:
         return None, 0
     best = max(groups, key=lambda g: (len(g), max(r["position"] for r in g)))
@@ -104,7 +95,11 @@ def _final(rows: list[dict]) -> tuple[dict | None, int]:
 
 
 def audit_gold(aggregates: pa.Table, dataset: pa.Table, multi_answer: str = "any") -> pa.Table:
-    """Fill ``gold_match`` (pseudo-label accuracy audit) from the dataset's gold answers."""
+    """Fill ``gold_match`` (pseudo-label accuracy audit) from the dataset's gold answers.
+
+    Works on any table with ``question_id``, ``answer`` and ``gold_match`` columns (aggregates,
+    training targets).
+    """
     gold = {r["id"]: r for r in dataset.select(["id", "answer", "all_answers"]).to_pylist()}
     matches = []
     for qid, answer in zip(aggregates.column("question_id").to_pylist(),

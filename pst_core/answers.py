@@ -191,6 +191,27 @@ def matches_gold(
     return any(is_equivalent(predicted, c) for c in candidates if c is not None)
 
 
+def group_answers(answers: Sequence[str | None]) -> list[list[int]]:
+    """Indices of ``answers`` grouped by equivalence, in order of first appearance; None is in
+    no group.
+
+    Example:
+        >>> group_answers(["3", None, "3.0", "4"])
+        [[0, 2], [3]]
+    """
+    groups: list[list[int]] = []
+    for i, answer in enumerate(answers):
+        if answer is None:
+            continue
+        for group in groups:
+            if is_equivalent(answer, answers[group[0]]):
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups
+
+
 def _math_verify(predicted: str, gold: str) -> bool:
     from math_verify import parse, verify
 

@@ -219,17 +219,60 @@ class EvalConfig(_Section):
     )
     temperature: float = Field(0.7, gt=0, description="Temperature of the gap's samples.")
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N eval questions.")
+    gap_limit: int | None = Field(
+        None, gt=0, description="Sample the gap's responses for only the first N questions of "
+        "each benchmark (the gap costs n_samples generations per question; EM uses them all).")
+    initial: bool = Field(
+        True, description="Evaluate the untuned peers as round 0. Off for a method run whose "
+        "round 0 comes from a `base` run on the same eval set (`pst compare` takes it there).")
+
+
+class SePTConfig(_Section):
+    temperature: float = Field(
+        0.3, ge=0, description="SePT: temperature of the model's own training responses "
+        "(low, and decoupled from eval.temperature).")
+
+
+class MajorityConfig(_Section):
+    n_samples: int = Field(4, ge=2, description="majority: samples per question.")
+    temperature: float = Field(0.7, gt=0, description="majority: sampling temperature.")
+    min_agreement: float = Field(
+        0.5, gt=0, le=1, description="majority: skip questions whose majority answer has a "
+        "smaller share of the samples.")
+    responses_per_question: int = Field(
+        1, ge=1, description="majority: training responses per question, taken from the "
+        "samples carrying the majority answer (1 keeps the budget equal to the other methods).")
+
+
+class BaseConfig(_Section):
+    temperatures: list[float] = Field(
+        default_factory=lambda: [0.0, 0.3, 0.6, 1.0], min_length=1,
+        description="base: decoding temperatures swept; the best is reported (as SePT does).")
+
+
+METHODS = ("pst", "pst-uniform", "sept", "majority", "base")
 
 
 class ExperimentConfig(_Section):
     """The whole experiment: data, peers, the stages' sections, rounds, seed and output dir."""
 
     experiment: str = Field(..., pattern=_NAME, description="Experiment name (runs/<experiment>).")
+    method: Literal["pst", "pst-uniform", "sept", "majority", "base"] = Field(
+        "pst",
+        description="pst; pst-uniform (PST with uniform weights, no PMI scoring); sept (each "
+        "model trains on its own low-temperature responses); majority (each model trains on its "
+        "samples carrying its majority answer); base (no training: a temperature sweep).",
+    )
     run: str | None = Field(
         None,
         pattern=_NAME,
         description="Run name (runs/<experiment>/<run>); default: a hash of the config, so the "
         "same config resumes the same run.",
+    )
+    learners: list[str] | None = Field(
+        None,
+        description="Peers that are trained and evaluated; default: all. The others still answer "
+        "their turns (PST) but stay untuned and unevaluated (a cheap way to study one learner).",
     )
     seed: int = Field(0, description="Seed of sampling, shuffling and training.")
     output_dir: str = Field("runs", description="Root directory of all runs.")
@@ -245,6 +288,9 @@ class ExperimentConfig(_Section):
     pmi: PMIConfig = Field(default_factory=PMIConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    sept: SePTConfig = Field(default_factory=SePTConfig)
+    majority: MajorityConfig = Field(default_factory=MajorityConfig)
+    base: BaseConfig = Field(default_factory=BaseConfig)
 
     @field_validator("peers")
     @classmethod
@@ -254,6 +300,29 @@ class ExperimentConfig(_Section):
         if duplicates:
             raise ValueError(f"peer names must be unique, repeated: {', '.join(duplicates)}")
         return peers
+
+    @model_validator(mode="after")
+    def _method_needs(self) -> ExperimentConfig:
+        if self.method in ("pst", "pst-uniform") and len(self.peers) < 2:
+            raise ValueError(f"method {self.method} needs at least 2 peers, got {len(self.peers)}")
+        if self.method == "base" and self.rounds != 0:
+            raise ValueError("method base trains nothing: set rounds: 0")
+        if self.method == "base" and not self.eval.initial:
+            raise ValueError("method base is its round 0 evaluation: set eval.initial: true")
+        unknown = sorted(set(self.learners or []) - {p.name for p in self.peers})
+        if unknown:
+            raise ValueError(f"learners {', '.join(unknown)} are not peer names")
+        return self
+
+    @property
+    def learner_names(self) -> list[str]:
+        """The trained and evaluated peers, in peer order."""
+        return [p.name for p in self.peers if self.learners is None or p.name in self.learners]
+
+    @property
+    def first_round(self) -> int:
+        """0 when the untuned peers are evaluated here, else 1."""
+        return 0 if self.eval.initial else 1
 
     @property
     def run_name(self) -> str:
@@ -272,17 +341,42 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         ConfigError: one line naming the file, the field path and what is wrong.
     """
     path = Path(path)
+    raw = _read_yaml(path)
+    for override in overrides:
+        _apply_override(raw, override, path)
+    return parse_config(raw, source=str(path))
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's mapping, merged over the file its ``include:`` names (relative to it).
+
+    A config set (one experiment, several methods) keeps the shared fields in one file and
+    each variant's differences in its own; sections merge key by key, lists are replaced.
+    """
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        where = f" (included by {chain[-1]})" if chain else ""
+        raise ConfigError(f"{path}: config file not found{where}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of fields")
-    for override in overrides:
-        _apply_override(raw, override, path)
-    return parse_config(raw, source=str(path))
+    include = raw.pop("include", None)
+    if include is None:
+        return raw
+    parent = path.parent / str(include)
+    if parent.resolve() in {p.resolve() for p in (*chain, path)}:
+        raise ConfigError(f"{path}: include: {include} includes itself")
+    return _merge(_read_yaml(parent, (*chain, path)), raw)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        both_dicts = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if both_dicts else value
+    return out
 
 
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
@@ -297,7 +391,7 @@ def format_validation_error(error: ValidationError) -> str:
     """All of pydantic's errors on one line, each as ``field.path: message (got value)``."""
     parts = []
     for err in error.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "<root>"
+        loc = ".".join(str(x) for x in err["loc"]) or "config"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check its spelling; `pst validate --fields` lists them)"

@@ -29,7 +29,7 @@ EVAL_SCHEMA = pa.schema(
         pa.field("model", pa.string(), nullable=False),  # the peer
         pa.field("benchmark", pa.string(), nullable=False),
         pa.field("question_id", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),  # greedy | sample
+        pa.field("kind", pa.string(), nullable=False),  # greedy | sample | t=<temperature>
         pa.field("sample", pa.int32(), nullable=False),
         pa.field("response", pa.string(), nullable=False),
         pa.field("answer", pa.string()),
@@ -63,12 +63,24 @@ def evaluate_peer(
     rules: Sequence[str],
     multi_answer: str,
     seed: int,
+    sweep: Sequence[float] = (),
 ) -> pa.Table:
-    """Greedy and sampled responses of one peer on one benchmark, judged and self-verified."""
+    """Greedy and sampled responses of one peer on one benchmark, judged and self-verified.
+
+    ``sweep``: extra temperatures (the ``base`` method), each answered once per question and
+    stored as kind ``t=<temperature>`` (temperature 0 is the greedy run itself).
+    """
     greedy = generate_solo(questions, backend, SamplingParams(max_new_tokens=cfg.max_new_tokens),
                            peer=peer, model=peer, prompt_format=prompt_format, rules=rules)
+    swept = [
+        (f"t={t:g}", generate_solo(
+            questions, backend,
+            SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=t, seed=seed + 1),
+            peer=peer, model=peer, prompt_format=prompt_format, rules=rules).to_pylist(), None)
+        for t in sweep if t > 0
+    ]
     sampled = generate_solo(
-        questions, backend,
+        questions.slice(0, cfg.gap_limit), backend,
         SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                        n=cfg.n_samples, seed=seed),
         peer=peer, model=peer, prompt_format=prompt_format, rules=rules,
@@ -80,7 +92,8 @@ def evaluate_peer(
                 for r in samples]
     verdicts = backend.choice_logprobs(contexts, verify_choices(style))
     rows = []
-    for kind, table, verify in (("greedy", greedy.to_pylist(), None), ("sample", samples, verdicts)):
+    runs = [("greedy", greedy.to_pylist(), None), ("sample", samples, verdicts), *swept]
+    for kind, table, verify in runs:
         for i, r in enumerate(table):
             g = gold[r["question_id"]]
             rows.append({
@@ -110,6 +123,10 @@ def eval_metrics(eval_table: pa.Table) -> list[dict]:
         picks = [max(s, key=lambda r: (r["verify_score"], -r["sample"])) for s in by_question.values()]
         verified = _mean([p["correct"] for p in picks])
         gap = verified - mean_acc
+        swept_kinds = sorted({r["kind"] for r in rows if r["kind"].startswith("t=")})
+        sweep = {"0": _mean([r["correct"] for r in greedy])} | {
+            kind[2:]: _mean([r["correct"] for r in rows if r["kind"] == kind]) for kind in swept_kinds
+        }
         values = {
             "em": _mean([r["correct"] for r in greedy]),
             "mean_sample_acc": mean_acc,
@@ -119,6 +136,10 @@ def eval_metrics(eval_table: pa.Table) -> list[dict]:
             "n_questions": float(len(greedy)),
             "eval_tokens": float(sum(r["n_tokens"] for r in rows)),
         }
+        if len(sweep) > 1:  # the base method: EM at each temperature, and the best of them
+            best = max(sweep, key=lambda t: (sweep[t], -float(t)))
+            values |= {f"em@t={t}": v for t, v in sweep.items()}
+            values |= {"em_best": sweep[best], "best_temperature": float(best)}
         out += [{"round": round_index, "peer": peer, "benchmark": benchmark, "name": k, "value": v}
                 for k, v in values.items()]
     return out

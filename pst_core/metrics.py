@@ -1,8 +1,9 @@
 """Round metrics, in long form (round, peer, benchmark, name, value), from a round's tables.
 
-Evaluation gives EM and the GV gap per peer and benchmark; the training side gives agreement,
-pseudo-label accuracy (the gold audit), PMI and weight spread, losses and tokens; every stage that
-ran records its wall time (``wall_s/<stage>``).
+Evaluation gives EM and the GV gap per peer and benchmark (and EM per swept temperature for
+``base``); the training side gives the number of targets and their pseudo-label accuracy (the
+gold audit), agreement (PST), PMI and weight spread, losses and tokens; every stage that ran
+records its wall time (``wall_s/<stage>``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA, eval_metrics
 from pst_core.generate import RESPONSES_SCHEMA
 from pst_core.pmi import PMI_SCHEMA
 from pst_core.store import RunLayout, read_table
+from pst_core.targets import TARGETS_SCHEMA
 from pst_core.train import TRAIN_LOG_SCHEMA
 
 
@@ -28,28 +30,33 @@ def round_metrics(layout: RunLayout, r: int, peers: list[str]) -> pa.Table:
 
     if r > 0:
         responses = read_table(layout.responses(r), RESPONSES_SCHEMA).to_pylist()
-        aggregates = read_table(layout.aggregates(r), AGGREGATES_SCHEMA).to_pylist()
-        rejected = read_table(layout.round_dir(r) / "rejected.parquet", REJECTED_SCHEMA)
-        pmi = read_table(layout.pmi(r), PMI_SCHEMA).to_pylist()
+        targets = read_table(layout.targets(r), TARGETS_SCHEMA).to_pylist()
         train_log = read_table(layout.train_log(r), TRAIN_LOG_SCHEMA).to_pylist()
-        audited = [a["gold_match"] for a in aggregates if a["gold_match"] is not None]
         add("n_questions", float(len({x["question_id"] for x in responses})))
-        add("n_aggregated", float(len(aggregates)))
-        add("n_rejected", float(rejected.num_rows))
-        add("agreement", _mean([a["agreement"] for a in aggregates]))
-        add("pseudo_label_acc", _mean(audited))
         add("tokens_generated", float(sum(x["n_tokens"] for x in responses)))
+        add("pseudo_label_acc", _audited(targets))
+        if layout.aggregates(r).exists():  # the PST family
+            aggregates = read_table(layout.aggregates(r), AGGREGATES_SCHEMA).to_pylist()
+            rejected = read_table(layout.round_dir(r) / "rejected.parquet", REJECTED_SCHEMA)
+            add("n_aggregated", float(len(aggregates)))
+            add("n_rejected", float(rejected.num_rows))
+            add("agreement", _mean([a["agreement"] for a in aggregates]))
+        pmi = read_table(layout.pmi(r), PMI_SCHEMA).to_pylist() if layout.pmi(r).exists() else []
         for name in peers:
             mine = [x for x in responses if x["peer"] == name]
-            weights = [p["weight"] for p in pmi if p["peer"] == name]
+            own_targets = [t for t in targets if t["peer"] == name]
+            weights = [t["weight"] for t in own_targets]
             losses = [t["loss"] for t in train_log if t["peer"] == name]
             add("answer_rate", _mean([x["answer"] is not None for x in mine]), name)
             add("tokens_generated", float(sum(x["n_tokens"] for x in mine)), name)
-            add("mean_pmi", _mean([p["pmi"] for p in pmi if p["peer"] == name]), name)
+            add("n_targets", float(len(own_targets)), name)
+            add("pseudo_label_acc", _audited(own_targets), name)
             add("weight_std", _std(weights), name)
             add("weight_max", max(weights, default=float("nan")), name)
             add("train_loss_first", losses[0] if losses else float("nan"), name)
             add("train_loss_last", losses[-1] if losses else float("nan"), name)
+            if pmi:
+                add("mean_pmi", _mean([p["pmi"] for p in pmi if p["peer"] == name]), name)
     for path in sorted((layout.round_dir(r) / "timings").glob("*.json")):
         record = json.loads(path.read_text())
         add(f"wall_s/{record['stage']}", record["wall_s"], record["peer"])
@@ -68,6 +75,11 @@ def summary(layout: RunLayout, rounds: int) -> list[dict]:
                 out.setdefault(key, {"round": key[0], "peer": key[1], "benchmark": key[2]})
                 out[key][m["name"]] = m["value"]
     return list(out.values())
+
+
+def _audited(targets: list[dict]) -> float:
+    """Share of targets whose answer matches the gold (pseudo-label accuracy; NaN without gold)."""
+    return _mean([t["gold_match"] for t in targets if t["gold_match"] is not None])
 
 
 def _mean(values) -> float:

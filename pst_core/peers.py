@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 
-from pst_core.answers import is_equivalent
+from pst_core.answers import group_answers
 from pst_core.generate import RESPONSES_SCHEMA, generate_responses, generate_solo
 from pst_core.models.backend import Backend, SamplingParams
 from pst_core.prompts import peer_prompt
@@ -55,16 +55,7 @@ def order_peers(
 
 def majority_share(answers: Sequence[str | None]) -> float:
     """Share of samples carrying the most common (equivalence-aware) answer; None counts as none."""
-    groups: list[list[str]] = []
-    for answer in answers:
-        if answer is None:
-            continue
-        for group in groups:
-            if is_equivalent(answer, group[0]):
-                group.append(answer)
-                break
-        else:
-            groups.append([answer])
+    groups = group_answers(answers)
     return max((len(g) for g in groups), default=0) / max(len(answers), 1)
 
 

@@ -19,7 +19,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,12 +34,11 @@ from pst_core.aggregate import (
     REJECTED_SCHEMA,
     aggregate_responses,
     audit_gold,
-    training_view,
 )
 from pst_core.config import DatasetConfig, ExperimentConfig, PeerConfig
 from pst_core.data import DATASET_SCHEMA, ingest_dataset, select_split
 from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA
-from pst_core.generate import RESPONSES_SCHEMA
+from pst_core.generate import RESPONSES_SCHEMA, generate_solo
 from pst_core.metrics import round_metrics
 from pst_core.models.backend import SamplingParams, load_backend
 from pst_core.models.hf import load_peer_model
@@ -55,7 +54,9 @@ from pst_core.peers import (
 )
 from pst_core.pmi import PMI_SCHEMA, score_pmi, weigh
 from pst_core.prompts import solo_prompt
+from pst_core.provenance import record_invocation
 from pst_core.store import RunLayout, atomic_path, cached_stage, read_table, write_table
+from pst_core.targets import TARGETS_SCHEMA, aggregate_targets, majority_targets, own_targets
 from pst_core.train import TRAIN_LOG_SCHEMA, add_adapters, is_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -68,20 +69,23 @@ class Experiment:
         self.cfg = cfg
         self.layout = RunLayout.for_run(cfg.output_dir, cfg.experiment, cfg.run_name)
         self.peers: dict[str, PeerConfig] = {p.name: p for p in cfg.peers}
+        self.learners: list[str] = cfg.learner_names
 
     def run(self) -> RunLayout:
         """Round 0 evaluation, then every training round; resumes wherever a previous run stopped."""
         self.write_config()
-        for r in range(self.cfg.rounds + 1):
+        for r in range(self.cfg.first_round, self.cfg.rounds + 1):
             self.run_round(r)
         return self.layout
 
     # -- data ------------------------------------------------------------------------------
 
     def write_config(self) -> Path:
+        """The run's config.yaml, and a record of this invocation (command, machine)."""
         path = self.layout.root / "config.yaml"
         with atomic_path(path) as tmp:
             tmp.write_text(yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
+        record_invocation(self.layout.root)
         return path
 
     def dataset(self, spec: DatasetConfig) -> pa.Table:
@@ -145,23 +149,42 @@ class Experiment:
     # -- rounds ----------------------------------------------------------------------------
 
     def run_round(self, r: int) -> None:
-        """One round, stage by stage, in this process (the flows run the same units as tasks)."""
+        """One round, stage by stage, in this process (the flows run the same plan as tasks)."""
+        for stage, calls in self.round_plan(r):
+            for args in calls:
+                getattr(self, stage)(*args)
+
+    def round_plan(self, r: int) -> Iterator[tuple[str, list[tuple]]]:
+        """Round r's stages in order, each with the argument tuples of its independent calls.
+
+        Calls within one step (different peers) do not depend on each other, so an orchestrator
+        may run them in parallel; steps must run in order, each before the next is asked for
+        (the answering order of the turns is known once ``consistency_ranking`` has run).
+        """
+        method = self.cfg.method
+        per_peer = lambda stage: (stage, [(r, p) for p in self.learners])  # noqa: E731
+        once = lambda stage: (stage, [(r,)])  # noqa: E731
         if r > 0:
-            for position in range(len(self.peers)):
-                for peer in self.turn_peers(r, position):
-                    self.generate_turn(r, position, peer)
-            self.collect_responses(r)
-            self.aggregate(r)
-            for peer in self.peers:
-                self.score_peer(r, peer)
-            self.collect_pmi(r)
-            for peer in self.peers:
-                self.train_peer(r, peer)
-            self.collect_train_log(r)
-        for peer in self.peers:
-            self.evaluate_peer(r, peer)
-        self.collect_eval(r)
-        self.metrics(r)
+            if method in ("pst", "pst-uniform"):
+                if self.cfg.generation.order == "consistency":
+                    yield once("consistency_ranking")
+                for position in range(len(self.peers)):
+                    yield "generate_turn", [(r, position, p) for p in self.turn_peers(r, position)]
+                yield once("collect_responses")
+                yield once("aggregate")
+                if method == "pst":
+                    yield per_peer("score_peer")
+                    yield once("collect_pmi")
+            else:
+                yield per_peer("generate_self")
+                yield once("collect_responses")
+            yield per_peer("make_targets")
+            yield once("collect_targets")
+            yield per_peer("train_peer")
+            yield once("collect_train_log")
+        yield per_peer("evaluate_peer")
+        yield once("collect_eval")
+        yield once("metrics")
 
     # -- peers (DESIGN.md step 1) ----------------------------------------------------------
 
@@ -204,9 +227,36 @@ class Experiment:
         cached_stage(path, RESPONSES_SCHEMA, self.timed(r, f"generate/turn{position}", peer, compute))
         return path
 
+    def generate_self(self, r: int, peer: str) -> Path:
+        """SePT / majority: ``peer`` answers the round's questions alone, at its method's
+        temperature (``sept.temperature``, or ``majority.n_samples`` at ``majority.temperature``)."""
+        path = self._part(r, f"self_{peer}")
+        config = self.peers[peer]
+        if self.cfg.method == "sept":
+            temperature, n = self.cfg.sept.temperature, 1
+        else:
+            temperature, n = self.cfg.majority.temperature, self.cfg.majority.n_samples
+        params = SamplingParams(
+            max_new_tokens=config.max_new_tokens or self.cfg.generation.max_new_tokens,
+            temperature=temperature, top_p=self.cfg.generation.top_p, n=n,
+            seed=self._seed(r, peer),
+        )
+
+        def compute() -> pa.Table:
+            with self.backend(peer, r - 1) as backend:
+                return generate_solo(self.round_questions(r), backend, params, peer=peer,
+                                     model=config.source, prompt_format=config.prompt_format,
+                                     rules=self.cfg.answers.rules)
+
+        cached_stage(path, RESPONSES_SCHEMA, self.timed(r, "generate/self", peer, compute))
+        return path
+
     def collect_responses(self, r: int) -> Path:
-        turns = [read_table(self._part(r, f"turn{pos}_{p}"), RESPONSES_SCHEMA)
-                 for pos in range(len(self.peers)) for p in self.turn_peers(r, pos)]
+        if self.cfg.method in ("pst", "pst-uniform"):
+            names = [f"turn{pos}_{p}" for pos in range(len(self.peers)) for p in self.turn_peers(r, pos)]
+        else:
+            names = [f"self_{p}" for p in self.learners]
+        turns = [read_table(self._part(r, name), RESPONSES_SCHEMA) for name in names]
         ids = self.round_questions(r).column("id").to_pylist()
         cached_stage(self.layout.responses(r), RESPONSES_SCHEMA, lambda: combine_turns(turns, ids))
         return self.layout.responses(r)
@@ -275,8 +325,34 @@ class Experiment:
     def collect_pmi(self, r: int) -> Path:
         return self._collect(r, "pmi", PMI_SCHEMA, self.layout.pmi(r))
 
+    def make_targets(self, r: int, peer: str) -> Path:
+        """What ``peer`` trains on this round (see ``pst_core.targets``), with the gold audit."""
+        cfg = self.cfg
+
+        def compute() -> pa.Table:
+            if cfg.method in ("pst", "pst-uniform"):
+                weights = None
+                if cfg.method == "pst":
+                    pmi = read_table(self._part(r, f"pmi_{peer}"), PMI_SCHEMA)
+                    weights = dict(zip(pmi.column("question_id").to_pylist(),
+                                       pmi.column("weight").to_pylist()))
+                table = aggregate_targets(
+                    read_table(self.layout.aggregates(r), AGGREGATES_SCHEMA), peer, weights)
+            else:
+                mine = read_table(self._part(r, f"self_{peer}"), RESPONSES_SCHEMA)
+                table = own_targets(mine, peer) if cfg.method == "sept" else majority_targets(
+                    mine, peer, cfg.majority.min_agreement, cfg.majority.responses_per_question)
+            return audit_gold(table, self.dataset(cfg.data.pool), cfg.answers.multi_answer)
+
+        path = self._part(r, f"targets_{peer}")
+        cached_stage(path, TARGETS_SCHEMA, compute)
+        return path
+
+    def collect_targets(self, r: int) -> Path:
+        return self._collect(r, "targets", TARGETS_SCHEMA, self.layout.targets(r))
+
     def train_peer(self, r: int, peer: str) -> Path:
-        """Fine-tune ``peer`` on the aggregates with its PMI weights; returns its checkpoint."""
+        """Fine-tune ``peer`` on its weighted targets; returns its checkpoint."""
         checkpoint = self.layout.checkpoint(r, peer)
         if is_checkpoint(checkpoint):
             return checkpoint
@@ -287,10 +363,7 @@ class Experiment:
         cfg, peer = self.cfg, self.peers[name]
         questions = self.round_questions(r)
         text = dict(zip(questions.column("id").to_pylist(), questions.column("question").to_pylist()))
-        pmi = read_table(self._part(r, f"pmi_{name}"), PMI_SCHEMA)
-        weight = dict(zip(pmi.column("question_id").to_pylist(), pmi.column("weight").to_pylist()))
-        aggregates = training_view(read_table(self.layout.aggregates(r), AGGREGATES_SCHEMA))
-        examples = [t for t in aggregates.to_pylist() if t["question_id"] in weight]
+        examples = read_table(self._part(r, f"targets_{name}"), TARGETS_SCHEMA).to_pylist()
         previous = self.checkpoint(name, r - 1)
         if cfg.train.method == "full" and previous is not None:
             model, tokenizer = load_model(str(previous), dtype=peer.dtype, device=peer.device)
@@ -305,7 +378,7 @@ class Experiment:
         log.info("round %d: training %s on %d example(s)", r, name, len(examples))
         table = training.train_peer(
             model, tokenizer, prompts, [t["response"] for t in examples],
-            [weight[t["question_id"]] for t in examples], cfg.train, peer=name, seed=seed,
+            [t["weight"] for t in examples], cfg.train, peer=name, seed=seed,
         )
         write_table(table, self._part(r, f"train_log_{name}"), TRAIN_LOG_SCHEMA)  # log first
         save_checkpoint(model, tokenizer, checkpoint)
@@ -336,6 +409,7 @@ class Experiment:
                         backend, eval_cfg, round_index=r, peer=peer, benchmark=spec.name,
                         prompt_format=config.prompt_format, rules=self.cfg.answers.rules,
                         multi_answer=self.cfg.answers.multi_answer, seed=seed,
+                        sweep=self.cfg.base.temperatures if self.cfg.method == "base" else (),
                     )
                     for spec in self.cfg.data.eval
                 ] or [EVAL_SCHEMA.empty_table()])
@@ -353,7 +427,7 @@ class Experiment:
 
     def _collect(self, r: int, prefix: str, schema: pa.Schema, out: Path) -> Path:
         """Concatenate the per-peer parts ``<prefix>_<peer>`` into the round's table."""
-        parts = [read_table(self._part(r, f"{prefix}_{p}"), schema) for p in self.peers]
+        parts = [read_table(self._part(r, f"{prefix}_{p}"), schema) for p in self.learners]
         write_table(pa.concat_tables(parts), out, schema)
         return out
 
@@ -380,6 +454,6 @@ class Experiment:
 
     def metrics(self, r: int) -> Path:
         """Round r's metrics (metrics.parquet), from the round's tables and stage timings."""
-        table = round_metrics(self.layout, r, list(self.peers))
+        table = round_metrics(self.layout, r, self.learners)
         write_table(table, self.layout.metrics(r), METRICS_SCHEMA)
         return self.layout.metrics(r)

@@ -23,11 +23,8 @@ def _pyplot():
 
 def plot_rounds(layout: RunLayout, out_dir: Path) -> Path | None:
     """``rounds.png``: EM and GV-Gap (abs) per round, one line per peer and benchmark."""
-    rows = []
-    r = 0
-    while layout.metrics(r).exists():
-        rows += read_table(layout.metrics(r), METRICS_SCHEMA).to_pylist()
-        r += 1
+    rows = [m for path in sorted(layout.root.glob("round_*/metrics.parquet"))
+            for m in read_table(path, METRICS_SCHEMA).to_pylist()]
     if not rows:
         return None
     plt = _pyplot()

@@ -119,6 +119,9 @@ class RunLayout:
     def pmi(self, round_index: int) -> Path:
         return self.round_dir(round_index) / "pmi.parquet"
 
+    def targets(self, round_index: int) -> Path:
+        return self.round_dir(round_index) / "targets.parquet"
+
     def checkpoint(self, round_index: int, peer: str) -> Path:
         return self.round_dir(round_index) / "checkpoints" / peer
 

@@ -95,12 +95,16 @@ def test_peer_prompts_show_earlier_answers(finished_run):
 
 
 def _outputs(layout, rounds=2):
-    """Everything the training side produced, minus the gold audit column and wall times."""
+    """Everything the training side produced, minus the gold audit columns and wall times."""
     out = {}
     for r in range(1, rounds + 1):
-        for name in ("responses", "pmi", "train_log"):
-            out[(r, name)] = pq.read_table(layout.round_dir(r) / f"{name}.parquet").to_pylist()
-        out[(r, "aggregates")] = pq.read_table(layout.aggregates(r)).drop(["gold_match"]).to_pylist()
+        for name in ("responses", "pmi", "train_log", "aggregates", "targets"):
+            path = layout.round_dir(r) / f"{name}.parquet"
+            if path.exists():
+                table = pq.read_table(path)
+                if "gold_match" in table.column_names:
+                    table = table.drop(["gold_match"])
+                out[(r, name)] = table.to_pylist()
         for peer in ("llama", "qwen", "gemma"):
             weights = load_file(layout.checkpoint(r, peer) / "adapter_model.safetensors")
             out[(r, peer)] = {k: v.tolist() for k, v in sorted(weights.items())}

@@ -7,10 +7,10 @@ import pytest
 from pst_core.config import ExperimentConfig, describe_fields, load_config
 from pst_core.errors import ConfigError
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "data" / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "data" / "configs").rglob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_shipped_configs_load(path):
     cfg = load_config(path)
     assert isinstance(cfg, ExperimentConfig) and len(cfg.peers) >= 2
@@ -25,7 +25,7 @@ def _write(tmp_path, text):
 BASE = """
 experiment: t
 data: {pool: {name: p, benchmark: synthetic}}
-peers: [{name: a, source: smollm2-135m-instruct}]
+peers: [{name: a, source: smollm2-135m-instruct}, {name: b, source: gemma3-270m}]
 """
 
 
@@ -72,10 +72,18 @@ def test_run_name_is_a_stable_hash_of_the_config(tmp_path):
 
 
 def test_duplicate_peer_names(tmp_path):
-    path = _write(tmp_path, BASE.replace("peers: [{name: a, source: smollm2-135m-instruct}]",
-                                         "peers: [{name: a, source: x}, {name: a, source: y}]"))
+    path = _write(tmp_path, BASE.replace("{name: b, source: gemma3-270m}", "{name: a, source: y}"))
     with pytest.raises(ConfigError, match="peer names must be unique, repeated: a"):
         load_config(path)
+
+
+def test_method_requirements(tmp_path):
+    one_peer = BASE.replace(", {name: b, source: gemma3-270m}", "")
+    with pytest.raises(ConfigError, match="config: method pst needs at least 2 peers, got 1"):
+        load_config(_write(tmp_path, one_peer))
+    assert load_config(_write(tmp_path, one_peer + "method: sept\n")).method == "sept"
+    with pytest.raises(ConfigError, match="method base trains nothing: set rounds: 0"):
+        load_config(_write(tmp_path, BASE + "method: base\n"))
 
 
 def test_missing_file_and_bad_yaml(tmp_path):
@@ -99,3 +107,25 @@ def test_readme_documents_every_field():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     missing = [row[0] for row in describe_fields() if f"`{row[0]}`" not in readme]
     assert not missing, f"README config reference lacks {missing}: pst validate --fields --markdown"
+
+
+def test_include_merges_sections_and_replaces_lists(tmp_path):
+    (tmp_path / "_common.yaml").write_text(BASE + "eval: {n_samples: 3, limit: 5}\n")
+    variant = tmp_path / "sept.yaml"
+    variant.write_text("include: _common.yaml\nmethod: sept\neval:\n  limit: 7\n"
+                       "peers: [{name: c, source: gemma3-270m}]\n")
+    cfg = load_config(variant)
+    assert (cfg.method, cfg.eval.n_samples, cfg.eval.limit) == ("sept", 3, 7)
+    assert [p.name for p in cfg.peers] == ["c"]
+    (tmp_path / "loop.yaml").write_text("include: loop.yaml\n")
+    with pytest.raises(ConfigError, match=r"loop.yaml: include: loop.yaml includes itself"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "gone.yaml").write_text("include: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"missing.yaml: config file not found \(included by"):
+        load_config(tmp_path / "gone.yaml")
+
+
+def test_learners_must_be_peers(tmp_path):
+    with pytest.raises(ConfigError, match="learners nobody are not peer names"):
+        load_config(_write(tmp_path, BASE + "learners: [nobody]\n"))
+    assert load_config(_write(tmp_path, BASE + "learners: [b]\n")).learner_names == ["b"]

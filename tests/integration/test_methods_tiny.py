@@ -1,0 +1,97 @@
+"""The baselines on tiny peers: each method's defining property, and gold-blindness for all."""
+
+import pyarrow.parquet as pq
+import pytest
+
+from pst_core import pipeline
+from pst_core.answers import group_answers
+from pst_core.config import parse_config
+from pst_core.pipeline import Experiment
+from tests.integration.test_pipeline_tiny import _outputs, tiny_config, write_pool
+
+
+def run(tmp_path, model_dirs, method, rounds=1, labeled=True, **changes):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    pool = write_pool(tmp_path / f"pool-{labeled}.jsonl", labeled=labeled)
+    raw = tiny_config(tmp_path, model_dirs, pool, rounds=rounds, method=method, **changes)
+    raw["majority"] = {"n_samples": 4, "min_agreement": 0.25}
+    return Experiment(parse_config(raw)).run()
+
+
+def test_pst_uniform_weights_are_all_one_and_skip_scoring(tmp_path, tiny_model_dirs):
+    layout = run(tmp_path, tiny_model_dirs, "pst-uniform")
+    targets = pq.read_table(layout.targets(1)).to_pylist()
+    assert targets and {t["weight"] for t in targets} == {1.0}
+    assert layout.aggregates(1).exists() and not layout.pmi(1).exists()
+
+
+def test_sept_trains_on_its_own_outputs_with_online_refresh(tmp_path, tiny_model_dirs, monkeypatch):
+    loaded = []
+    real_load = pipeline.load_backend
+
+    def spy(peer, checkpoint=None):
+        loaded.append((peer.name, checkpoint))
+        return real_load(peer, checkpoint)
+
+    monkeypatch.setattr(pipeline, "load_backend", spy)
+    layout = run(tmp_path, tiny_model_dirs, "sept", rounds=2)
+    for r in (1, 2):
+        responses = pq.read_table(layout.responses(r)).to_pylist()
+        targets = pq.read_table(layout.targets(r)).to_pylist()
+        for peer in ("llama", "qwen", "gemma"):
+            own = [(x["question_id"], x["response"]) for x in responses if x["peer"] == peer]
+            trained = [(t["question_id"], t["response"]) for t in targets if t["peer"] == peer]
+            assert trained == own and len(own) == 6  # its own responses, one per question
+    # Round 2 generates with the round-1 checkpoints (online refresh).
+    assert ("llama", layout.checkpoint(1, "llama")) in loaded
+    assert {x["position"] for x in pq.read_table(layout.responses(2)).to_pylist()} == {0}
+
+
+def test_majority_trains_only_on_responses_carrying_the_majority(tmp_path, tiny_model_dirs):
+    layout = run(tmp_path, tiny_model_dirs, "majority")
+    responses = pq.read_table(layout.responses(1)).to_pylist()
+    targets = pq.read_table(layout.targets(1)).to_pylist()
+    assert targets, "tiny peers produced no extractable answers at all"
+    for t in targets:
+        samples = sorted((x for x in responses if x["peer"] == t["peer"]
+                          and x["question_id"] == t["question_id"]), key=lambda x: x["sample"])
+        assert len(samples) == 4
+        groups = group_answers([s["answer"] for s in samples])
+        majority = max(groups, key=len)
+        assert t["response"] == samples[majority[0]]["response"]
+        assert len(majority) / 4 >= 0.25
+    per_question = {(t["peer"], t["question_id"]) for t in targets}
+    assert len(per_question) == len(targets)  # one response per question: equal budgets
+
+
+def test_base_sweeps_temperatures_and_never_trains(tmp_path, tiny_model_dirs):
+    layout = run(tmp_path, tiny_model_dirs, "base", rounds=0)
+    kinds = set(pq.read_table(layout.eval(0)).column("kind").to_pylist())
+    assert kinds == {"greedy", "sample", "t=0.3", "t=0.6", "t=1"}
+    names = {m["name"] for m in pq.read_table(layout.metrics(0)).to_pylist()}
+    assert {"em@t=0", "em@t=0.3", "em@t=1", "em_best", "best_temperature"} <= names
+    assert not list(layout.root.glob("round_*/checkpoints"))
+    with pytest.raises(Exception, match="method base trains nothing: set rounds: 0"):
+        run(tmp_path, tiny_model_dirs, "base", rounds=1)
+
+
+@pytest.mark.parametrize("method", ["sept", "majority", "pst-uniform"])
+def test_no_method_reads_gold_before_evaluation(tmp_path, tiny_model_dirs, method):
+    labeled = run(tmp_path / "labeled", tiny_model_dirs, method, labeled=True)
+    blind = run(tmp_path / "blind", tiny_model_dirs, method, labeled=False)
+    assert pq.read_table(blind.dataset("pool")).column("answer").null_count == 30
+    assert _outputs(labeled, rounds=1) == _outputs(blind, rounds=1)
+
+
+def test_learners_alone_are_trained_and_evaluated(tmp_path, tiny_model_dirs):
+    layout = run(tmp_path, tiny_model_dirs, "pst", learners=["qwen"],
+                 eval={"max_new_tokens": 8, "n_samples": 2, "gap_limit": 2, "initial": False})
+    responses = pq.read_table(layout.responses(1)).to_pylist()
+    assert {x["peer"] for x in responses} == {"llama", "qwen", "gemma"}  # all answer their turns
+    assert {t["peer"] for t in pq.read_table(layout.targets(1)).to_pylist()} == {"qwen"}
+    assert [p.name for p in (layout.round_dir(1) / "checkpoints").iterdir()] == ["qwen"]
+    evals = pq.read_table(layout.eval(1)).to_pylist()
+    assert {x["model"] for x in evals} == {"qwen"}
+    assert len([x for x in evals if x["kind"] == "greedy"]) == 3
+    assert len({x["question_id"] for x in evals if x["kind"] == "sample"}) == 2  # gap_limit
+    assert not layout.round_dir(0).exists()  # eval.initial: false
