@@ -208,7 +208,7 @@ def run(
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log to MLflow.")] = True,
     parallel: Annotated[bool, typer.Option(help="Submit per-peer tasks together.")] = False,
 ):
-    """Run an experiment: round 0 evaluation, then R rounds of PST. Resumes where it stopped."""
+    """Run an experiment: round 0 evaluation, then R rounds of its method. Resumes where it stopped."""
     from pst_core.config import load_config
     from pst_core.metrics import summary
     from pst_core.pipeline import Experiment
@@ -226,7 +226,7 @@ def run(
         experiment = Experiment(cfg)
         tracker = _tracker(cfg, layout) if track else None
         experiment.write_config()
-        for r in range(cfg.rounds + 1):
+        for r in range(cfg.first_round, cfg.rounds + 1):
             experiment.run_round(r)
             if tracker is not None:
                 _track_round(tracker, layout, r)
@@ -408,11 +408,38 @@ def track(
     cfg = parse_config(yaml.safe_load(config_file.read_text()), source=str(config_file))
     layout = RunLayout(run_dir)
     tracker = MlflowTracker(cfg.model_dump(mode="json"), layout)
-    r = 0
-    while layout.metrics(r).exists():
+    logged = [r for r in range(cfg.first_round, cfg.rounds + 1) if layout.metrics(r).exists()]
+    for r in logged:
         tracker.log_round(layout, r)
-        r += 1
-    console.print(f"logged {r} round(s) of {run_dir} to {tracker.uri}")
+    console.print(f"logged {len(logged)} round(s) of {run_dir} to {tracker.uri}")
+
+
+@app.command()
+@_user_errors
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Run directories (runs/<experiment>/<run>) of one config set, one of them base.")],
+    out: Annotated[Path, typer.Option(help="Markdown report; the CSV and plot go beside it.")]
+    = Path("docs/RESULTS.md"),
+    notes: Annotated[Optional[Path], typer.Option(
+        help="Markdown inserted verbatim as 'What it means'.")] = None,
+    prefect: Annotated[bool, typer.Option(help="Run as the pst-compare Prefect flow.")] = False,
+    track: Annotated[bool, typer.Option(help="Log the comparison to MLflow.")] = True,
+):
+    """Compare methods' runs: EM, GV gap and deltas vs base with paired 95% intervals."""
+    if notes is not None and not notes.is_file():
+        raise typer.BadParameter(f"{notes}: notes file not found", param_hint="--notes")
+    if prefect:
+        _prefect_env()
+        from flows.pipeline import compare_flow
+
+        files = compare_flow([str(d) for d in run_dirs], str(out), notes and str(notes), track)
+    else:
+        from pst_core.report import publish
+
+        files = publish(run_dirs, out, notes, track)
+    for kind, path in files.items():
+        console.print(f"{kind}: {path}")
 
 
 def print_summary(rows: list[dict]) -> None:

@@ -1,11 +1,13 @@
 """Prefect flows: ``pst-round`` runs one round's stages as tasks; ``pst-pipeline`` runs round 0
-(evaluation of the untuned peers) and rounds 1..R, then logs each round to MLflow.
+(evaluation of the untuned peers) and rounds 1..R, then logs each round to MLflow;
+``pst-compare`` compares finished runs of several methods.
 
 The pipeline's parameters are the experiment config: a path to a YAML file (``config_path``),
 ``key.path=value`` overrides, or the whole config inline (``config``), which the Prefect UI shows
-as a form. Turns of one answering position, and the per-peer scoring, training and evaluation,
-are independent tasks: with ``parallel=True`` they are submitted together, so a Dask or Ray task
-runner (``pip install prefect-dask`` / ``prefect-ray``) can place them on different GPUs:
+as a form. The per-peer units of a step (the turns of one answering position, scoring, training,
+evaluation per peer) are independent tasks: with ``parallel=True`` they are submitted together,
+so a Dask or Ray task runner (``pip install prefect-dask`` / ``prefect-ray``) can place them on
+different GPUs:
 
     from prefect_ray import RayTaskRunner
     round_flow.with_options(task_runner=RayTaskRunner())
@@ -22,53 +24,24 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.tasks import (
-    aggregate_task,
-    collect_eval_task,
-    collect_pmi_task,
-    collect_responses_task,
-    collect_train_log_task,
-    evaluate_task,
-    experiment,
-    generate_task,
-    ingest_task,
-    metrics_task,
-    score_task,
-    track_task,
-    train_task,
-)
+from flows.tasks import experiment, ingest_task, stage_task, track_task
 from pst_core.config import ExperimentConfig, load_config, parse_config
 from pst_core.tracking import apply_offline_env
 
 apply_offline_env()
 
 
-def _each(task, config: dict, args: list[tuple], parallel: bool) -> list[str]:
-    """Run ``task`` once per argument tuple: submitted together, or one after another."""
-    if parallel:
-        futures = [task.submit(config, *a) for a in args]
-        return [f.result() for f in futures]
-    return [task(config, *a) for a in args]
-
-
 @flow(name="pst-round", flow_run_name="round {r}")
 def round_flow(config: dict[str, Any], r: int, parallel: bool = False) -> str:
-    """Round r: peers -> aggregate -> PMI -> train -> evaluate (round 0: evaluate only)."""
-    exp = experiment(config)
-    peers = list(exp.peers)
-    if r > 0:
-        for position in range(len(peers)):
-            _each(generate_task, config, [(r, position, p) for p in exp.turn_peers(r, position)],
-                  parallel)
-        collect_responses_task(config, r)
-        aggregate_task(config, r)
-        _each(score_task, config, [(r, p) for p in peers], parallel)
-        collect_pmi_task(config, r)
-        _each(train_task, config, [(r, p) for p in peers], parallel)
-        collect_train_log_task(config, r)
-    _each(evaluate_task, config, [(r, p) for p in peers], parallel)
-    collect_eval_task(config, r)
-    return metrics_task(config, r)
+    """Round r's plan (``Experiment.round_plan``): one task per stage and peer, step by step."""
+    results: list[str] = []
+    for stage, calls in experiment(config).round_plan(r):
+        if parallel and len(calls) > 1:
+            futures = [stage_task.submit(config, stage, args) for args in calls]
+            results = [f.result() for f in futures]
+        else:
+            results = [stage_task(config, stage, args) for args in calls]
+    return results[-1]
 
 
 @flow(name="pst-pipeline")
@@ -93,7 +66,7 @@ def pipeline_flow(
     logger = get_run_logger()
     logger.info("run directory: %s", experiment(payload).layout.root)
     ingest_task(payload)
-    for r in range(cfg.rounds + 1):
+    for r in range(cfg.first_round, cfg.rounds + 1):
         round_flow(payload, r, parallel)
         if track:
             try:
@@ -114,6 +87,25 @@ def resolve_config(
     if not config_path:
         raise ValueError("give config_path or config")
     return load_config(config_path, overrides or [])
+
+
+
+@flow(name="pst-compare")
+def compare_flow(
+    run_dirs: list[str], out: str = "docs/RESULTS.md", notes: str | None = None,
+    track: bool = True,
+) -> dict[str, str]:
+    """Compare finished runs (``pst compare``): Markdown + CSV + plot, and an MLflow run.
+
+    Args:
+        run_dirs: run directories (runs/<experiment>/<run>) of one config set, one of them base.
+        out: the Markdown report; the CSV and plot are written beside it.
+        notes: a Markdown file inserted verbatim as "What it means".
+        track: log the comparison to MLflow (``MLFLOW_TRACKING_URI``, else runs/mlflow.db).
+    """
+    from pst_core.report import publish
+
+    return {kind: str(path) for kind, path in publish(run_dirs, out, notes, track).items()}
 
 
 logging.getLogger("pst_core").setLevel(logging.INFO)

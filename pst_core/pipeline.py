@@ -14,6 +14,7 @@ are read by ``audit_gold`` (the pseudo-label audit column) and by evaluation, no
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -390,7 +391,8 @@ class Experiment:
     # -- evaluate (step 7) -----------------------------------------------------------------
 
     def evaluate_peer(self, r: int, peer: str) -> Path:
-        """``peer`` (with its round-r checkpoint) on every eval dataset; one part per peer."""
+        """``peer`` (with its round-r checkpoint) on every eval dataset; one part per peer,
+        built from one part per benchmark (a crash loses at most the benchmark in progress)."""
         path = self._part(r, f"eval_{peer}")
         if path.exists():
             return path
@@ -400,17 +402,21 @@ class Experiment:
             eval_cfg = eval_cfg.model_copy(update={"max_new_tokens": config.max_new_tokens})
         seed = self._seed(r, peer)
 
+        def benchmark(spec: DatasetConfig, backend) -> pa.Table:
+            return evaluation.evaluate_peer(
+                select_split(self.dataset(spec), spec.split or "eval",
+                             self.cfg.eval.limit or spec.limit),
+                backend, eval_cfg, round_index=r, peer=peer, benchmark=spec.name,
+                prompt_format=config.prompt_format, rules=self.cfg.answers.rules,
+                multi_answer=self.cfg.answers.multi_answer, seed=seed,
+                sweep=self.cfg.base.temperatures if self.cfg.method == "base" else (),
+            )
+
         def compute() -> pa.Table:
             with self.backend(peer, r) as backend:
                 return pa.concat_tables([
-                    evaluation.evaluate_peer(
-                        select_split(self.dataset(spec), spec.split or "eval",
-                                     self.cfg.eval.limit or spec.limit),
-                        backend, eval_cfg, round_index=r, peer=peer, benchmark=spec.name,
-                        prompt_format=config.prompt_format, rules=self.cfg.answers.rules,
-                        multi_answer=self.cfg.answers.multi_answer, seed=seed,
-                        sweep=self.cfg.base.temperatures if self.cfg.method == "base" else (),
-                    )
+                    cached_stage(self._part(r, f"eval_{peer}@{spec.name}"), EVAL_SCHEMA,
+                                 functools.partial(benchmark, spec, backend))
                     for spec in self.cfg.data.eval
                 ] or [EVAL_SCHEMA.empty_table()])
 

@@ -170,3 +170,35 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             out[name] = json.dumps(value) if isinstance(value, list) else value
     return out
 
+
+
+def log_comparison(runs: list, table, files: dict[str, Path], tracking_uri: str | None = None) -> str:
+    """Log a comparison (``pst_core.compare``) as one MLflow run in the runs' experiment.
+
+    Params name the compared run directories; metrics are ``<name>/<method>/<peer>/<benchmark>``
+    with the round as step (EM, delta vs base and its interval, GV gap); the report, its CSV and
+    plot are artifacts. Returns the MLflow run id.
+    """
+    apply_offline_env()
+    from mlflow.tracking import MlflowClient
+
+    first = runs[0].cfg
+    client = MlflowClient(tracking_uri or default_tracking_uri(first.output_dir))
+    experiment = client.get_experiment_by_name(first.experiment)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+        first.experiment,
+        artifact_location=(Path(first.output_dir).resolve() / "mlartifacts").as_uri())
+    methods = ", ".join(r.method for r in runs)
+    run_id = client.create_run(experiment_id, run_name=f"compare: {methods}",
+                               tags={"pst.kind": "comparison"}).info.run_id
+    for run in runs:
+        client.log_param(run_id, f"run.{run.root.name}", str(run.root.resolve()))
+    for row in table.to_pylist():
+        for name in ("em", "delta_em", "delta_lo", "delta_hi", "gv_gap_abs", "pseudo_label_acc"):
+            if row[name] is not None and row[name] == row[name]:
+                key = f"{name}/{row['method']}/{row['peer']}/{row['benchmark']}"
+                client.log_metric(run_id, key, row[name], step=row["round"])
+    for path in files.values():
+        client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id)
+    return run_id

@@ -84,3 +84,13 @@ def test_a_failing_tracking_server_loses_no_parquet(tmp_path, tiny_model_dirs, p
     layout = Experiment(cfg).layout
     assert run_dir == str(layout.root)
     assert pq.read_table(layout.eval(0)).num_rows > 0 and layout.metrics(0).exists()
+
+
+def test_compare_flow_reports_a_run_without_base(flow_and_plain_runs, tmp_path):
+    from flows.pipeline import compare_flow
+
+    plain, _, _, _ = flow_and_plain_runs
+    files = compare_flow([str(plain.root)], str(tmp_path / "REPORT.md"), track=False)
+    text = open(files["markdown"]).read()
+    assert "| pst | qwen | synthetic-eval | 1 | 3 |" in text
+    assert "(no base run to compare with)" in text and files["csv"].endswith("REPORT.csv")

@@ -1,0 +1,205 @@
+"""Compare methods' runs on the same eval set: what a researcher would publish (issue 5).
+
+For every method x peer x benchmark x round: EM and the GV gap (abs, rel), and the change in EM
+against ``base`` (the untuned model at its best swept temperature) with its uncertainty from the
+same questions: a paired bootstrap 95% interval of the difference and McNemar's exact test. On
+the training side: pseudo-label accuracy of each method's targets; on the cost side: tokens
+generated and wall time per run. Runs whose ``eval.initial`` is off take round 0 from the base
+run (the same untuned model, decoded the same way).
+
+Everything is read from the runs' Parquet files; nothing here touches a model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import yaml
+
+from pst_core.config import ExperimentConfig, parse_config
+from pst_core.errors import ConfigError
+from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA, eval_metrics
+from pst_core.provenance import invocations
+from pst_core.store import read_table
+
+N_BOOTSTRAP = 10_000
+
+COMPARISON_SCHEMA = pa.schema(
+    [
+        pa.field("method", pa.string(), nullable=False),
+        pa.field("run", pa.string(), nullable=False),
+        pa.field("peer", pa.string(), nullable=False),
+        pa.field("benchmark", pa.string(), nullable=False),
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("n_questions", pa.int32(), nullable=False),
+        pa.field("em", pa.float64()),
+        pa.field("gv_gap_abs", pa.float64()),
+        pa.field("gv_gap_rel", pa.float64()),
+        pa.field("decoding", pa.string(), nullable=False),  # greedy | t=<best temperature>
+        pa.field("delta_em", pa.float64()),  # vs base at its best temperature, same questions
+        pa.field("delta_lo", pa.float64()),  # paired bootstrap 95% interval
+        pa.field("delta_hi", pa.float64()),
+        pa.field("mcnemar_p", pa.float64()),
+        pa.field("n_targets", pa.float64()),  # training side of the round (null at round 0)
+        pa.field("pseudo_label_acc", pa.float64()),
+    ]
+)
+
+
+@dataclass
+class Run:
+    """One run directory: its config, evaluation rows and metrics of every round."""
+
+    root: Path
+    cfg: ExperimentConfig
+    eval: list[dict]
+    metrics: list[dict]
+
+    @property
+    def method(self) -> str:
+        return self.cfg.method
+
+
+def load_run(root: str | Path) -> Run:
+    """Read a run directory (``runs/<experiment>/<run>``) written by ``pst run``."""
+    root = Path(root)
+    config_file = root / "config.yaml"
+    if not config_file.exists():
+        raise ConfigError(f"{root}: no config.yaml, not a run directory (runs/<experiment>/<run>)")
+    cfg = parse_config(yaml.safe_load(config_file.read_text(encoding="utf-8")), str(config_file))
+    rounds = sorted(root.glob("round_*/eval.parquet"))
+    if not rounds:
+        raise ConfigError(f"{root}: no round has finished its evaluation yet")
+    return Run(
+        root, cfg,
+        [x for p in rounds for x in read_table(p, EVAL_SCHEMA).to_pylist()],
+        [m for p in sorted(root.glob("round_*/metrics.parquet"))
+         for m in read_table(p, METRICS_SCHEMA).to_pylist()],
+    )
+
+
+def check_comparable(runs: list[Run]) -> None:
+    """Refuse runs that were not evaluated on the same questions with the same judge."""
+    first = runs[0]
+    same = lambda cfg: (
+        [d.model_dump() for d in cfg.data.eval], cfg.answers.model_dump(), cfg.seed,
+        cfg.eval.model_dump(exclude={"initial"}))
+    for run in runs[1:]:
+        if same(run.cfg) != same(first.cfg):
+            raise ConfigError(
+                f"{run.root}: not comparable with {first.root}: data.eval, answers, eval or seed "
+                "differ (compare runs of one config set, e.g. data/configs/offline/)")
+    methods = [r.method for r in runs]
+    if methods.count("base") > 1:
+        raise ConfigError(f"{len([m for m in methods if m == 'base'])} base runs given: "
+                          "deltas need exactly one reference")
+
+
+def paired_delta(treated: list[bool], reference: list[bool], seed: int = 0) -> tuple[float, ...]:
+    """(mean difference, bootstrap 2.5%, 97.5%, McNemar exact two-sided p) for paired 0/1 outcomes."""
+    a, b = np.asarray(treated, dtype=float), np.asarray(reference, dtype=float)
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    boot = diff[rng.integers(0, len(diff), size=(N_BOOTSTRAP, len(diff)))].mean(axis=1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return float(diff.mean()), float(lo), float(hi), mcnemar_exact(int((diff > 0).sum()),
+                                                                    int((diff < 0).sum()))
+
+
+def mcnemar_exact(gained: int, lost: int) -> float:
+    """Two-sided exact McNemar p: the discordant pairs against Binomial(n, 1/2)."""
+    n = gained + lost
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(gained, lost) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def compare(runs: list[Run]) -> pa.Table:
+    """The comparison table (``COMPARISON_SCHEMA``), one row per method, peer, benchmark, round."""
+    check_comparable(runs)
+    base = next((r for r in runs if r.method == "base"), None)
+    reference = _best_decoding(base) if base else {}
+    rows = []
+    for run in runs:
+        evals = run.eval
+        if base is not None and run is not base and not any(x["round"] == 0 for x in evals):
+            evals = [x for x in base.eval if x["round"] == 0 and x["kind"] in ("greedy", "sample")
+                     ] + evals  # the shared round 0: the untuned model, as every run decodes it
+        summary = {(m["round"], m["peer"], m["benchmark"]): m for m in _wide(eval_metrics(
+            pa.Table.from_pylist(evals, schema=EVAL_SCHEMA)))}
+        training = {(m["round"], m["peer"]): m for m in _wide(
+            [m for m in run.metrics if m["peer"] is not None and m["benchmark"] is None])}
+        for (r, peer, benchmark), m in sorted(summary.items()):
+            kind = "greedy"
+            if run is base:
+                kind = reference[(peer, benchmark)]
+            row = {"method": run.method, "run": run.root.name, "peer": peer,
+                   "benchmark": benchmark, "round": r, "n_questions": int(m["n_questions"]),
+                   "em": _em(evals, r, peer, benchmark, kind), "gv_gap_abs": m["gv_gap_abs"],
+                   "gv_gap_rel": m["gv_gap_rel"], "decoding": kind,
+                   "delta_em": None, "delta_lo": None, "delta_hi": None, "mcnemar_p": None,
+                   "n_targets": training.get((r, peer), {}).get("n_targets"),
+                   "pseudo_label_acc": training.get((r, peer), {}).get("pseudo_label_acc")}
+            if base is not None and (peer, benchmark) in reference:
+                mine = _correct(evals, r, peer, benchmark, kind)
+                theirs = _correct(base.eval, 0, peer, benchmark, reference[(peer, benchmark)])
+                shared = sorted(set(mine) & set(theirs))
+                if shared:
+                    delta = paired_delta([mine[q] for q in shared], [theirs[q] for q in shared])
+                    row |= dict(zip(("delta_em", "delta_lo", "delta_hi", "mcnemar_p"), delta))
+            rows.append(row)
+    return pa.Table.from_pylist(rows, schema=COMPARISON_SCHEMA)
+
+
+def costs(runs: list[Run]) -> list[dict]:
+    """Per run: training examples, tokens generated (training side, evaluation) and wall time."""
+    out = []
+    for run in runs:
+        overall = [m for m in run.metrics if m["benchmark"] is None]
+        wall = sum(m["value"] for m in overall if m["name"].startswith("wall_s/"))
+        out.append({
+            "method": run.method, "run": run.root.name,
+            "rounds": run.cfg.rounds,
+            "training_examples": sum(m["value"] for m in overall
+                                     if m["name"] == "n_targets" and m["peer"] is not None),
+            "train_tokens_generated": sum(m["value"] for m in overall
+                                          if m["name"] == "tokens_generated" and m["peer"] is None),
+            "eval_tokens_generated": sum(x["n_tokens"] for x in run.eval),
+            "wall_s": wall,
+            "invocations": invocations(run.root),
+        })
+    return out
+
+
+def _best_decoding(base: Run) -> dict[tuple[str, str], str]:
+    """Base's best kind (greedy or t=<T>) per (peer, benchmark); ties go to the lower temperature."""
+    best = {}
+    for m in _wide(eval_metrics(pa.Table.from_pylist(base.eval, schema=EVAL_SCHEMA))):
+        if m["round"] == 0:
+            t = m.get("best_temperature", 0.0)
+            best[(m["peer"], m["benchmark"])] = "greedy" if t == 0 else f"t={t:g}"
+    return best
+
+
+def _correct(evals: list[dict], r: int, peer: str, benchmark: str, kind: str) -> dict[str, bool]:
+    return {x["question_id"]: x["correct"] for x in evals if x["round"] == r
+            and x["model"] == peer and x["benchmark"] == benchmark and x["kind"] == kind}
+
+
+def _em(evals: list[dict], r: int, peer: str, benchmark: str, kind: str) -> float:
+    values = list(_correct(evals, r, peer, benchmark, kind).values())
+    return sum(values) / len(values) if values else math.nan
+
+
+def _wide(long_rows: list[dict]) -> list[dict]:
+    """Long (round, peer, benchmark, name, value) rows -> one dict per key with the names."""
+    out: dict[tuple, dict] = {}
+    for m in long_rows:
+        key = (m["round"], m["peer"], m["benchmark"])
+        out.setdefault(key, {"round": key[0], "peer": key[1], "benchmark": key[2]})[m["name"]] = m["value"]
+    return list(out.values())

@@ -1,0 +1,71 @@
+"""`pst compare` on real (tiny) runs: one table across methods, base as round 0 and reference."""
+
+import csv
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pst_core.compare import compare, load_run
+from pst_core.errors import ConfigError
+from pst_core.report import publish
+from tests.integration.test_methods_tiny import run
+
+EVAL = {"max_new_tokens": 8, "n_samples": 2}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_model_dirs):
+    tmp = tmp_path_factory.mktemp("compare")
+    base = run(tmp, tiny_model_dirs, "base", rounds=0, run="base", eval=EVAL)
+    sept = run(tmp, tiny_model_dirs, "sept", run="sept", eval=EVAL | {"initial": False})
+    uniform = run(tmp, tiny_model_dirs, "pst-uniform", run="uniform", eval=EVAL)
+    return tmp, [base.root, sept.root, uniform.root]
+
+
+def test_table_has_every_method_with_paired_deltas(runs):
+    _, dirs = runs
+    rows = compare([load_run(d) for d in dirs]).to_pylist()
+    assert {(r["method"], r["round"]) for r in rows} == {
+        ("base", 0), ("sept", 0), ("sept", 1), ("pst-uniform", 0), ("pst-uniform", 1)}
+    assert {r["peer"] for r in rows} == {"llama", "qwen", "gemma"}
+    base = {(r["peer"], r["benchmark"]): r for r in rows if r["method"] == "base"}
+    for r in rows:
+        assert r["n_questions"] == 3 and r["delta_lo"] <= r["delta_em"] <= r["delta_hi"]
+        reference = base[(r["peer"], r["benchmark"])]
+        assert r["delta_em"] == pytest.approx(r["em"] - reference["em"])
+        if r["round"] == 0 and r["method"] != "base":  # the untuned model at greedy decoding
+            assert r["decoding"] == "greedy" and r["em"] <= reference["em"]
+        if r["round"] == 1:
+            assert r["n_targets"] is not None
+    # sept took its round 0 from the base run: the same greedy answers as pst-uniform's own.
+    em0 = {(r["method"], r["peer"]): r["em"] for r in rows if r["round"] == 0}
+    assert all(em0[("sept", p)] == em0[("pst-uniform", p)] for p in ("llama", "qwen", "gemma"))
+
+
+def test_publish_writes_report_csv_plot_and_an_mlflow_run(runs, tmp_path, monkeypatch):
+    _, dirs = runs
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    notes = tmp_path / "notes.md"
+    notes.write_text("Tiny random models: no meaning.\n")
+    files = publish(dirs, tmp_path / "docs" / "RESULTS.md", notes)
+    text = files["markdown"].read_text()
+    assert "Tiny random models: no meaning." in text and "pst compare " in text
+    assert "| sept | qwen |" in text and "![EM by round](img/results-em.png)" in text
+    assert "## How it was made" in text and f"run directory `{dirs[1]}`" in text
+    assert files["plot"].stat().st_size > 0
+    with open(files["csv"]) as f:
+        assert len(list(csv.DictReader(f))) == 15  # 5 (method, round) x 3 peers
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("tiny")
+    [comparison] = client.search_runs([experiment.experiment_id], "tags.`pst.kind` = 'comparison'")
+    assert "delta_em/sept/qwen/synthetic-eval" in comparison.data.metrics
+    assert {a.path for a in client.list_artifacts(comparison.info.run_id)} >= {
+        "RESULTS.md", "RESULTS.csv", "results-em.png"}
+
+
+def test_runs_on_different_eval_sets_are_refused(runs, tiny_model_dirs):
+    tmp, dirs = runs
+    other = run(tmp, tiny_model_dirs, "base", rounds=0, run="other", eval=EVAL | {"limit": 2})
+    with pytest.raises(ConfigError, match="not comparable"):
+        compare([load_run(dirs[0]), load_run(other.root)])

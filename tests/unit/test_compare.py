@@ -1,0 +1,24 @@
+"""The paired statistics behind every delta in a comparison."""
+
+import pytest
+
+from pst_core.compare import mcnemar_exact, paired_delta
+
+
+def test_mcnemar_exact_matches_the_binomial_tail():
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(5, 0) == pytest.approx(2 / 32)
+    assert mcnemar_exact(3, 3) == 1.0
+    assert mcnemar_exact(1, 9) == pytest.approx(2 * 11 / 1024)
+
+
+def test_paired_delta_interval_and_direction():
+    same = [True, False] * 20
+    assert paired_delta(same, same) == (0.0, 0.0, 0.0, 1.0)
+    better = [True] * 30 + [False] * 10
+    worse = [True] * 10 + [False] * 30
+    delta, lo, hi, p = paired_delta(better, worse)
+    assert delta == pytest.approx(0.5) and 0 < lo < 0.5 < hi <= 1 and p < 1e-5
+    # Only the discordant questions carry information: one gained question is no evidence.
+    delta, lo, hi, p = paired_delta([True] + [False] * 63, [False] * 64)
+    assert delta == pytest.approx(1 / 64) and lo == 0 and p == 1.0
