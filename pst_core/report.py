@@ -68,7 +68,8 @@ def write_csv(table: pa.Table, path: Path) -> None:
 
 
 def plot_em(table: pa.Table, path: Path) -> None:
-    """EM (%) against round, one line per method, one panel per peer and benchmark."""
+    """EM (%) against round, one line per method with Wilson 95% intervals as error bars, one
+    panel per peer and benchmark; base (a single evaluation) is a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,13 +80,21 @@ def plot_em(table: pa.Table, path: Path) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     for ax, (peer, benchmark) in zip(axes[0], panels):
         mine = [r for r in rows if (r["peer"], r["benchmark"]) == (peer, benchmark)]
-        for method in _methods(mine):
-            points = sorted((r["round"], 100 * r["em"]) for r in mine if r["method"] == method)
+        for i, method in enumerate(_methods(mine)):
+            points = sorted((r["round"], r["em"], r["n_questions"]) for r in mine
+                            if r["method"] == method)
             if method == "base":
                 decoding = next(r["decoding"] for r in mine if r["method"] == "base")
-                ax.axhline(points[0][1], color="grey", linestyle="--", label=f"base ({decoding})")
+                ax.axhline(100 * points[0][1], color="grey", linestyle="--",
+                           label=f"base ({decoding})")
                 continue
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
+            intervals = [wilson(em, n) for _, em, n in points]
+            dodge = 0.04 * (i - len(_methods(mine)) / 2)  # keep overlapping bars apart
+            ax.errorbar([p[0] + dodge for p in points], [100 * p[1] for p in points],
+                        yerr=[[100 * (p[1] - lo) for p, (lo, _) in zip(points, intervals)],
+                              [100 * (hi - p[1]) for p, (_, hi) in zip(points, intervals)]],
+                        marker="o", capsize=3, label=method)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(f"{peer} / {benchmark}")
         ax.set_xlabel("round")
         ax.set_ylabel("EM (%)")
@@ -96,6 +105,15 @@ def plot_em(table: pa.Table, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion ``p`` measured on ``n`` questions."""
+    if n == 0 or math.isnan(p):
+        return math.nan, math.nan
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return center - half, center + half
 
 
 def render_markdown(

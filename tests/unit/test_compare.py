@@ -22,3 +22,11 @@ def test_paired_delta_interval_and_direction():
     # Only the discordant questions carry information: one gained question is no evidence.
     delta, lo, hi, p = paired_delta([True] + [False] * 63, [False] * 64)
     assert delta == pytest.approx(1 / 64) and lo == 0 and p == 1.0
+
+
+def test_wilson_interval():
+    from pst_core.report import wilson
+
+    lo, hi = wilson(0.5, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(0.5962, abs=1e-3)
+    assert wilson(0.0, 8)[0] == pytest.approx(0.0, abs=1e-12) and 0.3 < wilson(0.0, 8)[1] < 0.35
