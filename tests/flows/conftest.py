@@ -3,6 +3,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -51,6 +52,20 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def stop(process: subprocess.Popen) -> None:
+    """Stop a server started with ``start_new_session=True``, and everything it spawned.
+
+    A server that ignores SIGTERM for 30 s (a loaded machine) is killed with its process group:
+    a leftover ``pst serve`` keeps running its schedule and eats the CPU of whatever runs next.
+    """
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
 @pytest.fixture()
 def prefect_server(tmp_path):
     port = free_port()
@@ -60,10 +75,10 @@ def prefect_server(tmp_path):
            "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
     log = open(tmp_path / "server.log", "w")
     server = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port",
-                               str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+                               str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
     try:
         wait_for(lambda: http_ok(f"{api}/health"), 90, "the Prefect server")
         yield api, env
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.flows.conftest import api_call, wait_for
+from tests.flows.conftest import api_call, stop, wait_for
 from tests.integration.test_pipeline_tiny import tiny_config, write_pool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,8 @@ def test_schedule_fires_and_ui_style_run_with_override_completes(tmp_path, tiny_
     serve_log = open(tmp_path / "serve.log", "w")
     served = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "serve", "--config", str(config), "--interval", "20",
-         "--name", "test"], env=env, cwd=ROOT, stdout=serve_log, stderr=subprocess.STDOUT)
+         "--name", "test"], env=env, cwd=ROOT, stdout=serve_log, stderr=subprocess.STDOUT,
+        start_new_session=True)
     try:
         wait_for(lambda: api_call(api, "/deployments/filter", {"deployments": {"name": {"any_": ["test"]}}}),
               90, "the deployment to be registered")
@@ -44,8 +45,7 @@ def test_schedule_fires_and_ui_style_run_with_override_completes(tmp_path, tiny_
 
         manual, scheduled = wait_for(completed_runs, 240, "a scheduled run to complete")
     finally:
-        served.terminate()
-        served.wait(timeout=30)
+        stop(served)
     assert manual[0]["parameters"]["overrides"] == ["eval.n_samples=3"]
     client = MlflowClient(f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id],
