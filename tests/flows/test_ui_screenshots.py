@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.flows.conftest import api_call, free_port, http_ok, wait_for
+from tests.flows.conftest import api_call, free_port, http_ok, stop, wait_for
 from tests.integration.test_pipeline_tiny import tiny_config, write_pool
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -48,7 +48,8 @@ def test_prefect_and_mlflow_pages_of_a_completed_run(tmp_path, tiny_model_dirs, 
         ["mlflow", "server", "--backend-store-uri", db, "--host", "127.0.0.1", "--port",
          str(mlflow_port), "--workers", "1"],
         env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        stdout=open(tmp_path / "mlflow.log", "w"), stderr=subprocess.STDOUT)
+        stdout=open(tmp_path / "mlflow.log", "w"), stderr=subprocess.STDOUT,
+        start_new_session=True)
     try:
         mlflow_base = f"http://127.0.0.1:{mlflow_port}"
         wait_for(lambda: http_ok(f"{mlflow_base}/health"), 90, "the MLflow server")
@@ -68,5 +69,4 @@ def test_prefect_and_mlflow_pages_of_a_completed_run(tmp_path, tiny_model_dirs, 
             chromium(url, tmp_path, screenshot=shots / name)
             assert (shots / name).stat().st_size > 20_000  # a rendered page, not a blank one
     finally:
-        mlflow.terminate()
-        mlflow.wait(timeout=30)
+        stop(mlflow)
