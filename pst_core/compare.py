@@ -2,8 +2,10 @@
 
 For every method x peer x benchmark x round: EM and the GV gap (abs, rel), and the change in EM
 against ``base`` (the untuned model at its best swept temperature) with its uncertainty from the
-same questions: a paired bootstrap 95% interval of the difference and McNemar's exact test. On
-the training side: pseudo-label accuracy of each method's targets; on the cost side: tokens
+same questions: a paired bootstrap 95% interval of the difference and McNemar's exact test. The
+form of the scored answers (mean length, share cut at ``max_new_tokens``) shows what training
+did to them. On the training side: pseudo-label accuracy of each method's targets, plain and
+weighted by the training weights (where the update's mass went); on the cost side: tokens
 generated and wall time per run. Runs whose ``eval.initial`` is off take round 0 from the base
 run (the same untuned model, decoded the same way).
 
@@ -25,6 +27,7 @@ from pst_core.errors import ConfigError
 from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA, eval_metrics
 from pst_core.provenance import invocations
 from pst_core.store import read_table
+from pst_core.targets import TARGETS_SCHEMA
 
 N_BOOTSTRAP = 10_000
 
@@ -44,20 +47,25 @@ COMPARISON_SCHEMA = pa.schema(
         pa.field("delta_lo", pa.float64()),  # paired bootstrap 95% interval
         pa.field("delta_hi", pa.float64()),
         pa.field("mcnemar_p", pa.float64()),
+        pa.field("mean_tokens", pa.float64()),  # the scored responses' length
+        pa.field("truncated", pa.float64()),  # their share that hit max_new_tokens
         pa.field("n_targets", pa.float64()),  # training side of the round (null at round 0)
         pa.field("pseudo_label_acc", pa.float64()),
+        pa.field("weighted_label_acc", pa.float64()),  # share of training weight on right targets
     ]
 )
 
 
 @dataclass
 class Run:
-    """One run directory: its config, evaluation rows and metrics of every round."""
+    """One run directory: its config, evaluation rows, metrics and training targets (with their
+    ``round``) of every round."""
 
     root: Path
     cfg: ExperimentConfig
     eval: list[dict]
     metrics: list[dict]
+    targets: list[dict]
 
     @property
     def method(self) -> str:
@@ -79,6 +87,9 @@ def load_run(root: str | Path) -> Run:
         [x for p in rounds for x in read_table(p, EVAL_SCHEMA).to_pylist()],
         [m for p in sorted(root.glob("round_*/metrics.parquet"))
          for m in read_table(p, METRICS_SCHEMA).to_pylist()],
+        [t | {"round": int(p.parent.name.removeprefix("round_"))}
+         for p in sorted(root.glob("round_*/targets.parquet"))
+         for t in read_table(p, TARGETS_SCHEMA).to_pylist()],
     )
 
 
@@ -138,16 +149,22 @@ def compare(runs: list[Run]) -> pa.Table:
             kind = "greedy"
             if run is base:
                 kind = reference[(peer, benchmark)]
+            scored = _scored(evals, r, peer, benchmark, kind)
             row = {"method": run.method, "run": run.root.name, "peer": peer,
                    "benchmark": benchmark, "round": r, "n_questions": int(m["n_questions"]),
-                   "em": _em(evals, r, peer, benchmark, kind), "gv_gap_abs": m["gv_gap_abs"],
+                   "em": _mean([x["correct"] for x in scored]), "gv_gap_abs": m["gv_gap_abs"],
                    "gv_gap_rel": m["gv_gap_rel"], "decoding": kind,
                    "delta_em": None, "delta_lo": None, "delta_hi": None, "mcnemar_p": None,
+                   "mean_tokens": _mean([x["n_tokens"] for x in scored]),
+                   "truncated": _mean([x["finish_reason"] == "length" for x in scored]),
                    "n_targets": training.get((r, peer), {}).get("n_targets"),
-                   "pseudo_label_acc": training.get((r, peer), {}).get("pseudo_label_acc")}
+                   "pseudo_label_acc": training.get((r, peer), {}).get("pseudo_label_acc"),
+                   "weighted_label_acc": weighted_label_acc(
+                       [t for t in run.targets if t["round"] == r and t["peer"] == peer])}
             if base is not None and (peer, benchmark) in reference:
-                mine = _correct(evals, r, peer, benchmark, kind)
-                theirs = _correct(base.eval, 0, peer, benchmark, reference[(peer, benchmark)])
+                mine = {x["question_id"]: x["correct"] for x in scored}
+                theirs = {x["question_id"]: x["correct"] for x in _scored(
+                    base.eval, 0, peer, benchmark, reference[(peer, benchmark)])}
                 shared = sorted(set(mine) & set(theirs))
                 if shared:
                     delta = paired_delta([mine[q] for q in shared], [theirs[q] for q in shared])
@@ -186,13 +203,21 @@ def _best_decoding(base: Run) -> dict[tuple[str, str], str]:
     return best
 
 
-def _correct(evals: list[dict], r: int, peer: str, benchmark: str, kind: str) -> dict[str, bool]:
-    return {x["question_id"]: x["correct"] for x in evals if x["round"] == r
-            and x["model"] == peer and x["benchmark"] == benchmark and x["kind"] == kind}
+def weighted_label_acc(targets: list[dict]) -> float | None:
+    """Share of the training weight on targets whose answer matches the gold (the audit column;
+    None without targets or gold). Equals pseudo-label accuracy when every weight is 1."""
+    audited = [t for t in targets if t["gold_match"] is not None]
+    total = sum(t["weight"] for t in audited)
+    return sum(t["weight"] for t in audited if t["gold_match"]) / total if total else None
 
 
-def _em(evals: list[dict], r: int, peer: str, benchmark: str, kind: str) -> float:
-    values = list(_correct(evals, r, peer, benchmark, kind).values())
+def _scored(evals: list[dict], r: int, peer: str, benchmark: str, kind: str) -> list[dict]:
+    """The responses EM is computed on: one per question, decoded as ``kind``."""
+    return [x for x in evals if x["round"] == r and x["model"] == peer
+            and x["benchmark"] == benchmark and x["kind"] == kind]
+
+
+def _mean(values: list) -> float:
     return sum(values) / len(values) if values else math.nan
 
 

@@ -144,11 +144,11 @@ def render_markdown(
         "Delta: EM minus base EM on the same questions, in points, with a paired bootstrap 95% "
         "interval (questions resampled) and McNemar's exact p. GV-Gap: accuracy of the "
         "self-verified pick among sampled responses minus their mean accuracy (rel: divided by "
-        "the headroom). Pseudo-label acc.: share of the round's training targets whose answer "
-        "matches the gold (an audit; gold never reaches training)."),
+        "the headroom). Tokens and cut: mean length of the scored responses and the share "
+        "that hit `eval.max_new_tokens` (an answer cut off is usually wrong)."),
         "",
         ("| method | peer | benchmark | round | n | EM | delta vs base [95% CI] | McNemar p "
-        "| GV-Gap abs | GV-Gap rel | targets | pseudo-label acc. |"),
+        "| GV-Gap abs | GV-Gap rel | tokens | cut |"),
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["peer"], r["benchmark"], _order(r["method"]), r["round"])):
@@ -158,10 +158,27 @@ def render_markdown(
         lines.append(
             f"| {method} | {r['peer']} | {r['benchmark']} | {r['round']} | {r['n_questions']} "
             f"| {_pct(r['em'])} | {delta} | {_p(r['mcnemar_p'])} | {_pct(r['gv_gap_abs'])} "
-            f"| {_pct(r['gv_gap_rel'])} | {_int(r['n_targets'])} | {_pct(r['pseudo_label_acc'])} |")
+            f"| {_pct(r['gv_gap_rel'])} | {_num(r['mean_tokens'])} | {_pct(r['truncated'])} |")
+    lines += ["", f"![EM by round]({paths['plot'].relative_to(paths['markdown'].parent).as_posix()})"]
+    trained = {(r["method"], r["peer"], r["round"]): r for r in rows if r["n_targets"] is not None}
+    if trained:
+        lines += [
+            "",
+            "## Training targets",
+            "",
+            ("What each round trained on. Pseudo-label acc.: share of the targets whose answer "
+            "matches the gold; weighted: share of the training weight on those targets (equal "
+            "when all weights are 1; below it when the weights favour wrong targets). Both are "
+            "audits: gold never reaches training."),
+            "",
+            "| method | peer | round | targets | pseudo-label acc. | weighted |",
+            "|---|---|---|---|---|---|",
+        ]
+        for (method, peer, r), row in sorted(trained.items(),
+                                             key=lambda kv: (kv[0][1], _order(kv[0][0]), kv[0][2])):
+            lines.append(f"| {method} | {peer} | {r} | {_int(row['n_targets'])} "
+                         f"| {_pct(row['pseudo_label_acc'])} | {_pct(row['weighted_label_acc'])} |")
     lines += [
-        "",
-        f"![EM by round]({paths['plot'].relative_to(paths['markdown'].parent).as_posix()})",
         "",
         "## Cost",
         "",
@@ -245,6 +262,10 @@ def _pts(v: float) -> str:
 
 def _p(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}" if v >= 0.001 else "<0.001"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None or math.isnan(v) else f"{v:.0f}"
 
 
 def _int(v: float | None) -> str:

@@ -194,7 +194,8 @@ def log_comparison(runs: list, table, files: dict[str, Path], tracking_uri: str 
     for run in runs:
         client.log_param(run_id, f"run.{run.root.name}", str(run.root.resolve()))
     for row in table.to_pylist():
-        for name in ("em", "delta_em", "delta_lo", "delta_hi", "gv_gap_abs", "pseudo_label_acc"):
+        for name in ("em", "delta_em", "delta_lo", "delta_hi", "gv_gap_abs", "mean_tokens",
+                     "truncated", "pseudo_label_acc", "weighted_label_acc"):
             if row[name] is not None and row[name] == row[name]:
                 key = f"{name}/{row['method']}/{row['peer']}/{row['benchmark']}"
                 client.log_metric(run_id, key, row[name], step=row["round"])

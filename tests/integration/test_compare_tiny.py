@@ -35,8 +35,10 @@ def test_table_has_every_method_with_paired_deltas(runs):
         assert r["delta_em"] == pytest.approx(r["em"] - reference["em"])
         if r["round"] == 0 and r["method"] != "base":  # the untuned model at greedy decoding
             assert r["decoding"] == "greedy" and r["em"] <= reference["em"]
-        if r["round"] == 1:
+        assert 0 < r["mean_tokens"] <= EVAL["max_new_tokens"] and 0 <= r["truncated"] <= 1
+        if r["round"] == 1:  # sept and pst-uniform: every weight is 1
             assert r["n_targets"] is not None
+            assert r["weighted_label_acc"] == pytest.approx(r["pseudo_label_acc"])
     # sept took its round 0 from the base run: the same greedy answers as pst-uniform's own.
     em0 = {(r["method"], r["peer"]): r["em"] for r in rows if r["round"] == 0}
     assert all(em0[("sept", p)] == em0[("pst-uniform", p)] for p in ("llama", "qwen", "gemma"))
@@ -52,6 +54,7 @@ def test_publish_writes_report_csv_plot_and_an_mlflow_run(runs, tmp_path, monkey
     text = files["markdown"].read_text()
     assert "Tiny random models: no meaning." in text and "pst compare " in text
     assert "| sept | qwen |" in text and "![EM by round](img/results-em.png)" in text
+    assert "## Training targets" in text and "| pst-uniform | qwen | 1 |" in text
     assert "## How it was made" in text and f"run directory `{dirs[1]}`" in text
     assert files["plot"].stat().st_size > 0
     with open(files["csv"]) as f:

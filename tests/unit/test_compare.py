@@ -2,7 +2,7 @@
 
 import pytest
 
-from pst_core.compare import mcnemar_exact, paired_delta
+from pst_core.compare import mcnemar_exact, paired_delta, weighted_label_acc
 
 
 def test_mcnemar_exact_matches_the_binomial_tail():
@@ -30,3 +30,12 @@ def test_wilson_interval():
     lo, hi = wilson(0.5, 100)
     assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(0.5962, abs=1e-3)
     assert wilson(0.0, 8)[0] == pytest.approx(0.0, abs=1e-12) and 0.3 < wilson(0.0, 8)[1] < 0.35
+
+
+def test_weighted_label_acc_is_the_share_of_weight_on_right_targets():
+    targets = [{"weight": w, "gold_match": m} for w, m in
+               [(1.0, True), (1.0, True), (1.0, False), (5.0, False), (2.0, None)]]
+    assert weighted_label_acc(targets) == pytest.approx(2 / 8)  # unaudited rows left out
+    uniform = [t | {"weight": 1.0} for t in targets]
+    assert weighted_label_acc(uniform) == pytest.approx(2 / 4)  # the plain pseudo-label acc.
+    assert weighted_label_acc([]) is None
