@@ -75,7 +75,8 @@ def test_every_artifact_is_written(finished_run):
     metrics = pq.read_table(layout.metrics(1)).to_pylist()
     names = {m["name"] for m in metrics}
     assert {"em", "gv_gap_abs", "gv_gap_rel", "agreement", "pseudo_label_acc",
-            "wall_s/generate/turn0", "wall_s/score", "wall_s/train", "wall_s/eval"} <= names
+            "wall_s/generate/turn0", "wall_s/score", "wall_s/train",
+            "wall_s/eval/synthetic-eval"} <= names
 
 
 def test_rounds_sample_fresh_questions(finished_run):
@@ -145,6 +146,32 @@ def test_resume_after_interruption_gives_the_same_tables(tmp_path, tiny_model_di
     assert _outputs(resumed.layout) == _outputs(layout)
     for r in range(3):
         assert pq.read_table(resumed.layout.eval(r)).to_pylist() == pq.read_table(layout.eval(r)).to_pylist()
+
+
+def test_resumed_evaluation_keeps_finished_benchmarks_and_their_times(tmp_path, tiny_model_dirs):
+    pool = write_pool(tmp_path / "pool.jsonl", labeled=True)
+    spec = {"benchmark": "synthetic", "synthetic": {"n": 40}, "limit": 2}
+    cfg = parse_config(tiny_config(
+        tmp_path, tiny_model_dirs, pool, method="base", rounds=0, peers=tiny_config(
+            tmp_path, tiny_model_dirs, pool)["peers"][:1],
+        data={"pool": {"name": "pool", "path": str(pool), "columns": {"id": "id"}},
+              "eval": [spec | {"name": "first"}, spec | {"name": "second"}]}))
+    real_evaluate = __import__("pst_core.evaluate", fromlist=["evaluate_peer"]).evaluate_peer
+    benchmarks = []
+
+    def crash_on_second(*args, **kwargs):
+        benchmarks.append(kwargs["benchmark"])
+        if kwargs["benchmark"] == "second" and benchmarks.count("second") == 1:
+            raise KeyboardInterrupt("killed")
+        return real_evaluate(*args, **kwargs)
+
+    with mock.patch("pst_core.evaluate.evaluate_peer", side_effect=crash_on_second):
+        with pytest.raises(KeyboardInterrupt):
+            Experiment(cfg).run()
+        layout = Experiment(cfg).run()
+    assert benchmarks == ["first", "second", "second"]  # the finished benchmark is not redone
+    names = {m["name"] for m in pq.read_table(layout.metrics(0)).to_pylist()}
+    assert {"wall_s/eval/first", "wall_s/eval/second"} <= names
 
 
 def test_options_consistency_order_final_aggregate_full_finetuning(tmp_path, tiny_model_dirs):
