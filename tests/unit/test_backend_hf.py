@@ -133,3 +133,15 @@ def test_rows_stopped_by_a_stop_string_count_only_their_tokens(tiny_llama_dir):
     stopped = [g for g in generations if g.finish_reason == "stop"]
     # Rows end at different tokens; counting a row's padding would make them all equal.
     assert len(stopped) > 1 and len({g.n_tokens for g in stopped}) > 1
+
+
+def test_output_embedding_gets_contiguous_inputs(tiny_llama_dir):
+    """A strided input with a frozen weight (a merged LoRA model) made torch copy the weight
+    once per batch row (pytorch#88658); the backend hands it a contiguous one."""
+    backend = _backend(tiny_llama_dir)
+    backend.model.requires_grad_(False)
+    seen = []
+    backend.model.get_output_embeddings().register_forward_pre_hook(
+        lambda module, args: seen.append(args[0].is_contiguous()))
+    backend.generate(["Q: 1+1?", "Q: what is 2 times 3?"], SamplingParams(max_new_tokens=3))
+    assert len(seen) == 3 and all(seen)  # the prompt step and two decoding steps
