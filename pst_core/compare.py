@@ -14,6 +14,7 @@ Everything is read from the runs' Parquet files; nothing here touches a model.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
-from pst_core.config import ExperimentConfig, parse_config
+from pst_core.config import METHODS, ExperimentConfig, parse_config
 from pst_core.errors import ConfigError
 from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA, eval_metrics
 from pst_core.provenance import invocations
@@ -173,6 +174,29 @@ def compare(runs: list[Run]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=COMPARISON_SCHEMA)
 
 
+def pairwise(runs: list[Run]) -> list[dict]:
+    """EM differences between every two trained methods at their last round, per peer and
+    benchmark, paired on the same questions: the ablations (``pst`` against ``pst-uniform``
+    isolates the PMI weights). ``delta_em`` is ``method`` minus ``other``; pairs follow the
+    order of ``METHODS``."""
+    trained = sorted((r for r in runs if r.method != "base"), key=lambda r: METHODS.index(r.method))
+    out = []
+    for a, b in itertools.combinations(trained, 2):
+        last_a, last_b = _last_rounds(a), _last_rounds(b)
+        for peer, benchmark in sorted(last_a.keys() & last_b.keys()):
+            ra, rb = last_a[(peer, benchmark)], last_b[(peer, benchmark)]
+            mine = {x["question_id"]: x["correct"] for x in _scored(a.eval, ra, peer, benchmark, "greedy")}
+            theirs = {x["question_id"]: x["correct"] for x in _scored(b.eval, rb, peer, benchmark, "greedy")}
+            shared = sorted(mine.keys() & theirs.keys())
+            if not shared:
+                continue
+            delta = paired_delta([mine[q] for q in shared], [theirs[q] for q in shared])
+            out.append({"method": a.method, "other": b.method, "peer": peer, "benchmark": benchmark,
+                        "round": ra, "other_round": rb, "n_questions": len(shared),
+                        **dict(zip(("delta_em", "delta_lo", "delta_hi", "mcnemar_p"), delta))})
+    return out
+
+
 def costs(runs: list[Run]) -> list[dict]:
     """Per run: training examples, tokens generated (training side, evaluation) and wall time."""
     out = []
@@ -191,6 +215,15 @@ def costs(runs: list[Run]) -> list[dict]:
             "invocations": invocations(run.root),
         })
     return out
+
+
+def _last_rounds(run: Run) -> dict[tuple[str, str], int]:
+    """The last evaluated round of each (peer, benchmark) of a run."""
+    last: dict[tuple[str, str], int] = {}
+    for x in run.eval:
+        key = (x["model"], x["benchmark"])
+        last[key] = max(last.get(key, x["round"]), x["round"])
+    return last
 
 
 def _best_decoding(base: Run) -> dict[tuple[str, str], str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pst_core.compare import Run, compare, costs, load_run
+from pst_core.compare import Run, compare, costs, load_run, pairwise
 from pst_core.store import atomic_path
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,24 @@ def render_markdown(
             f"| {_pct(r['em'])} | {delta} | {_p(r['mcnemar_p'])} | {_pct(r['gv_gap_abs'])} "
             f"| {_pct(r['gv_gap_rel'])} | {_num(r['mean_tokens'])} | {_pct(r['truncated'])} |")
     lines += ["", f"![EM by round]({paths['plot'].relative_to(paths['markdown'].parent).as_posix()})"]
+    pairs = pairwise(runs)
+    if pairs:
+        lines += [
+            "",
+            "## Between methods",
+            "",
+            ("EM of one trained method minus another's at their last round, greedy, paired on "
+            "the same questions (95% bootstrap interval, McNemar's exact p). `pst` against "
+            "`pst-uniform` isolates the PMI weights: both train on the same aggregates."),
+            "",
+            "| method | vs | peer | benchmark | round | n | delta [95% CI] | McNemar p |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for d in sorted(pairs, key=lambda d: (d["peer"], d["benchmark"])):
+            lines.append(
+                f"| {d['method']} | {d['other']} | {d['peer']} | {d['benchmark']} | {d['round']} "
+                f"| {d['n_questions']} | {_pts(d['delta_em'])} [{_pts(d['delta_lo'])}, "
+                f"{_pts(d['delta_hi'])}] | {_p(d['mcnemar_p'])} |")
     trained = {(r["method"], r["peer"], r["round"]): r for r in rows if r["n_targets"] is not None}
     if trained:
         lines += [

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
+from pst_core.compare import pairwise
 from pst_core.evaluate import METRICS_SCHEMA
 from pst_core.store import RunLayout, read_table
 
@@ -176,8 +177,9 @@ def log_comparison(runs: list, table, files: dict[str, Path], tracking_uri: str 
     """Log a comparison (``pst_core.compare``) as one MLflow run in the runs' experiment.
 
     Params name the compared run directories; metrics are ``<name>/<method>/<peer>/<benchmark>``
-    with the round as step (EM, delta vs base and its interval, GV gap); the report, its CSV and
-    plot are artifacts. Returns the MLflow run id.
+    with the round as step (EM, delta vs base and its interval, GV gap), and
+    ``<name>/<method>-vs-<other>/<peer>/<benchmark>`` for the paired differences between trained
+    methods; the report, its CSV and plot are artifacts. Returns the MLflow run id.
     """
     apply_offline_env()
     from mlflow.tracking import MlflowClient
@@ -199,6 +201,10 @@ def log_comparison(runs: list, table, files: dict[str, Path], tracking_uri: str 
             if row[name] is not None and row[name] == row[name]:
                 key = f"{name}/{row['method']}/{row['peer']}/{row['benchmark']}"
                 client.log_metric(run_id, key, row[name], step=row["round"])
+    for d in pairwise(runs):
+        key = f"{d['method']}-vs-{d['other']}/{d['peer']}/{d['benchmark']}"
+        for name in ("delta_em", "delta_lo", "delta_hi"):
+            client.log_metric(run_id, f"{name}/{key}", d[name], step=d["round"])
     for path in files.values():
         client.log_artifact(run_id, str(path))
     client.set_terminated(run_id)

@@ -5,7 +5,7 @@ import csv
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pst_core.compare import compare, load_run
+from pst_core.compare import compare, load_run, pairwise
 from pst_core.errors import ConfigError
 from pst_core.report import publish
 from tests.integration.test_methods_tiny import run
@@ -44,6 +44,18 @@ def test_table_has_every_method_with_paired_deltas(runs):
     assert all(em0[("sept", p)] == em0[("pst-uniform", p)] for p in ("llama", "qwen", "gemma"))
 
 
+def test_pairwise_differences_between_trained_methods(runs):
+    _, dirs = runs
+    loaded = [load_run(d) for d in dirs]
+    em = {(r["method"], r["peer"]): r["em"] for r in compare(loaded).to_pylist() if r["round"] == 1}
+    pairs = pairwise(loaded)
+    assert {(d["method"], d["other"]) for d in pairs} == {("pst-uniform", "sept")}  # base left out
+    assert {d["peer"] for d in pairs} == {"llama", "qwen", "gemma"}
+    for d in pairs:
+        assert d["n_questions"] == 3 and d["delta_lo"] <= d["delta_em"] <= d["delta_hi"]
+        assert d["delta_em"] == pytest.approx(em[("pst-uniform", d["peer"])] - em[("sept", d["peer"])])
+
+
 def test_publish_writes_report_csv_plot_and_an_mlflow_run(runs, tmp_path, monkeypatch):
     _, dirs = runs
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -54,6 +66,7 @@ def test_publish_writes_report_csv_plot_and_an_mlflow_run(runs, tmp_path, monkey
     text = files["markdown"].read_text()
     assert "Tiny random models: no meaning." in text and "pst compare " in text
     assert "| sept | qwen |" in text and "![EM by round](img/results-em.png)" in text
+    assert "## Between methods" in text and "| pst-uniform | sept | qwen |" in text
     assert "## Training targets" in text and "| pst-uniform | qwen | 1 |" in text
     assert "## How it was made" in text and f"run directory `{dirs[1]}`" in text
     assert files["plot"].stat().st_size > 0
@@ -62,7 +75,8 @@ def test_publish_writes_report_csv_plot_and_an_mlflow_run(runs, tmp_path, monkey
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("tiny")
     [comparison] = client.search_runs([experiment.experiment_id], "tags.`pst.kind` = 'comparison'")
-    assert "delta_em/sept/qwen/synthetic-eval" in comparison.data.metrics
+    assert {"delta_em/sept/qwen/synthetic-eval",
+            "delta_em/pst-uniform-vs-sept/qwen/synthetic-eval"} <= comparison.data.metrics.keys()
     assert {a.path for a in client.list_artifacts(comparison.info.run_id)} >= {
         "RESULTS.md", "RESULTS.csv", "results-em.png"}
 
