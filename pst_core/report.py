@@ -251,7 +251,7 @@ def reading(rows: list[dict]) -> list[str]:
         out.append(
             f"- {method}, {peer} on {benchmark}, round {r['round']}: EM {_pct(r['em'])}% vs base "
             f"{_pct(base['em'])}% ({base['decoding']}): {_pts(r['delta_em'])} points, 95% CI "
-            f"[{_pts(lo)}, {_pts(hi)}], McNemar p = {_p(r['mcnemar_p'])}: {verdict}.")
+            f"[{_pts(lo)}, {_pts(hi)}], McNemar p {_p_is(r['mcnemar_p'])}: {verdict}.")
     return out
 
 
@@ -284,6 +284,10 @@ def _p(v: float | None) -> str:
 
 def _num(v: float | None) -> str:
     return "-" if v is None or math.isnan(v) else f"{v:.0f}"
+
+
+def _p_is(v: float) -> str:
+    return "< 0.001" if v < 0.001 else f"= {v:.3f}"
 
 
 def _int(v: float | None) -> str:
