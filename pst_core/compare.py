@@ -163,13 +163,10 @@ def compare(runs: list[Run]) -> pa.Table:
                    "weighted_label_acc": weighted_label_acc(
                        [t for t in run.targets if t["round"] == r and t["peer"] == peer])}
             if base is not None and (peer, benchmark) in reference:
-                mine = {x["question_id"]: x["correct"] for x in scored}
-                theirs = {x["question_id"]: x["correct"] for x in _scored(
-                    base.eval, 0, peer, benchmark, reference[(peer, benchmark)])}
-                shared = sorted(set(mine) & set(theirs))
-                if shared:
-                    delta = paired_delta([mine[q] for q in shared], [theirs[q] for q in shared])
-                    row |= dict(zip(("delta_em", "delta_lo", "delta_hi", "mcnemar_p"), delta))
+                paired = _paired(scored, _scored(base.eval, 0, peer, benchmark,
+                                                 reference[(peer, benchmark)]))
+                if paired:
+                    row |= paired[1]
             rows.append(row)
     return pa.Table.from_pylist(rows, schema=COMPARISON_SCHEMA)
 
@@ -180,20 +177,18 @@ def pairwise(runs: list[Run]) -> list[dict]:
     isolates the PMI weights). ``delta_em`` is ``method`` minus ``other``; pairs follow the
     order of ``METHODS``."""
     trained = sorted((r for r in runs if r.method != "base"), key=lambda r: METHODS.index(r.method))
+    last = {run.root: _last_rounds(run) for run in trained}
     out = []
     for a, b in itertools.combinations(trained, 2):
-        last_a, last_b = _last_rounds(a), _last_rounds(b)
+        last_a, last_b = last[a.root], last[b.root]
         for peer, benchmark in sorted(last_a.keys() & last_b.keys()):
             ra, rb = last_a[(peer, benchmark)], last_b[(peer, benchmark)]
-            mine = {x["question_id"]: x["correct"] for x in _scored(a.eval, ra, peer, benchmark, "greedy")}
-            theirs = {x["question_id"]: x["correct"] for x in _scored(b.eval, rb, peer, benchmark, "greedy")}
-            shared = sorted(mine.keys() & theirs.keys())
-            if not shared:
-                continue
-            delta = paired_delta([mine[q] for q in shared], [theirs[q] for q in shared])
-            out.append({"method": a.method, "other": b.method, "peer": peer, "benchmark": benchmark,
-                        "round": ra, "other_round": rb, "n_questions": len(shared),
-                        **dict(zip(("delta_em", "delta_lo", "delta_hi", "mcnemar_p"), delta))})
+            paired = _paired(_scored(a.eval, ra, peer, benchmark, "greedy"),
+                             _scored(b.eval, rb, peer, benchmark, "greedy"))
+            if paired:
+                out.append({"method": a.method, "other": b.method, "peer": peer,
+                            "benchmark": benchmark, "round": ra, "other_round": rb,
+                            "n_questions": paired[0], **paired[1]})
     return out
 
 
@@ -242,6 +237,18 @@ def weighted_label_acc(targets: list[dict]) -> float | None:
     audited = [t for t in targets if t["gold_match"] is not None]
     total = sum(t["weight"] for t in audited)
     return sum(t["weight"] for t in audited if t["gold_match"]) / total if total else None
+
+
+def _paired(mine: list[dict], theirs: list[dict]) -> tuple[int, dict] | None:
+    """(questions shared, {delta_em, delta_lo, delta_hi, mcnemar_p}) of two sets of scored
+    responses, paired by question; None when they share no question."""
+    a = {x["question_id"]: x["correct"] for x in mine}
+    b = {x["question_id"]: x["correct"] for x in theirs}
+    shared = sorted(a.keys() & b.keys())
+    if not shared:
+        return None
+    delta = paired_delta([a[q] for q in shared], [b[q] for q in shared])
+    return len(shared), dict(zip(("delta_em", "delta_lo", "delta_hi", "mcnemar_p"), delta))
 
 
 def _scored(evals: list[dict], r: int, peer: str, benchmark: str, kind: str) -> list[dict]:

@@ -287,7 +287,8 @@ def _num(v: float | None) -> str:
 
 
 def _p_is(v: float) -> str:
-    return "< 0.001" if v < 0.001 else f"= {v:.3f}"
+    """``_p`` as a predicate for a sentence: "< 0.001" or "= 0.044"."""
+    return "< 0.001" if v < 0.001 else f"= {_p(v)}"
 
 
 def _int(v: float | None) -> str:
