@@ -17,7 +17,7 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from pst_core.models.hf import hidden_at, output_logits, pack_continuations
+from pst_core.models.forward import hidden_at, output_logits, pack_continuations
 
 
 def naive(model, ids, mask, rows, positions, targets):

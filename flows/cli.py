@@ -163,7 +163,8 @@ def generate(
     from pst_core.config import PeerConfig
     from pst_core.data import ingest_dataset, select_split
     from pst_core.generate import RESPONSES_SCHEMA, generate_solo
-    from pst_core.models.backend import SamplingParams, load_backend
+    from pst_core.models.backend import SamplingParams
+    from pst_core.models.loading import load_backend
     from pst_core.store import write_table
 
     spec = _dataset_spec(source, None, question_col, answer_col, id_col, eval_fraction, split, limit)

@@ -41,8 +41,9 @@ from pst_core.data import DATASET_SCHEMA, ingest_dataset, select_split
 from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA
 from pst_core.generate import RESPONSES_SCHEMA, generate_solo
 from pst_core.metrics import round_metrics
-from pst_core.models.backend import SamplingParams, load_backend
-from pst_core.models.hf import load_peer_model
+from pst_core.models.backend import SamplingParams
+from pst_core.models.checkpoint import is_checkpoint, save_checkpoint
+from pst_core.models.loading import load_backend, load_peer_model
 from pst_core.models.source import load_model
 from pst_core.models.tokens import prompt_style, render_prompt
 from pst_core.peers import (
@@ -58,7 +59,7 @@ from pst_core.prompts import solo_prompt
 from pst_core.provenance import record_invocation
 from pst_core.store import RunLayout, atomic_path, cached_stage, read_table, write_table
 from pst_core.targets import TARGETS_SCHEMA, aggregate_targets, majority_targets, own_targets
-from pst_core.train import TRAIN_LOG_SCHEMA, add_adapters, is_checkpoint, save_checkpoint
+from pst_core.train import TRAIN_LOG_SCHEMA, add_adapters
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import pyarrow as pa
 import torch
 
 from pst_core.config import TrainConfig
-from pst_core.models.hf import hidden_at, output_logits, pack_continuations
+from pst_core.models.forward import hidden_at, output_logits, pack_continuations
 from pst_core.models.tokens import encode_continuation, encode_prompt
 from pst_core.progress import progress
 
@@ -165,24 +163,3 @@ def train_peer(
         model.gradient_checkpointing_disable()
     return pa.Table.from_pylist(log_rows, schema=TRAIN_LOG_SCHEMA)
 
-
-def save_checkpoint(model, tokenizer, out_dir: Path) -> Path:
-    """Save adapters (LoRA) or the whole model and its tokenizer (full) as safetensors,
-    atomically (dir rename)."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        if not (tmp / "adapter_config.json").exists():  # a full model; adapters reuse the base's
-            tokenizer.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
-
-
-def is_checkpoint(path: Path) -> bool:
-    """A complete checkpoint: LoRA adapters or a full model (only complete ones are renamed in)."""
-    return (path / "adapter_config.json").exists() or (path / "config.json").exists()

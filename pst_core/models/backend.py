@@ -1,7 +1,8 @@
 """The two-method interface every inference backend implements: generate and score.
 
 Stages receive a backend as an argument and never touch model internals, so the same stage runs
-on transformers (CPU or GPU) or vLLM (GPU).
+on transformers (CPU or GPU) or vLLM (GPU). :func:`pst_core.models.loading.load_backend` builds
+the one a peer's config asks for.
 """
 
 from __future__ import annotations
@@ -78,16 +79,3 @@ class Backend(Protocol):
         """Release the model's memory."""
         ...
 
-
-def load_backend(peer, checkpoint=None) -> Backend:
-    """The backend a :class:`~pst_core.config.PeerConfig` asks for, with its model loaded.
-
-    ``checkpoint`` is the peer's latest training output (LoRA adapters or a full model), if any.
-    """
-    if peer.backend == "vllm":
-        from pst_core.models.vllm import VLLMBackend
-
-        return VLLMBackend.from_config(peer, checkpoint)
-    from pst_core.models.hf import TransformersBackend
-
-    return TransformersBackend.from_config(peer, checkpoint)

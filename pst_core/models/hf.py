@@ -1,15 +1,13 @@
 """The transformers backend: batched generation and fast continuation scoring, CPU or GPU.
 
 Generation sorts prompts by length and batches neighbours (little padding), pads on the left,
-and runs bf16 where the device supports it. Scoring never builds full-vocabulary logits for every
-position: it runs the decoder once, gathers the hidden states at the continuation's positions
-only, and multiplies those by the output embedding in chunks (Gemma's 262k vocabulary made full
-logits for 32 x 200 tokens peak at 21 GB here).
+and runs bf16 where the device supports it. Scoring computes log-probabilities at the
+continuation's positions only (:mod:`pst_core.models.forward`), multiplying hidden states by the
+output embedding in chunks.
 """
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 from collections.abc import Iterator, Sequence
@@ -18,7 +16,8 @@ from pathlib import Path
 import torch
 
 from pst_core.models.backend import ContinuationScore, Generation, SamplingParams
-from pst_core.models.source import load_model
+from pst_core.models.forward import hidden_at, output_logits, pack_continuations
+from pst_core.models.loading import load_peer_model
 from pst_core.models.tokens import (
     encode_continuation,
     encode_prompt,
@@ -215,65 +214,6 @@ def _contiguous_input(module, args):
     rounding differed (some sampled answers changed).
     """
     return (args[0].contiguous(), *args[1:])
-
-
-def load_peer_model(peer, checkpoint: Path | None = None):
-    """A peer's model and tokenizer: its source, plus the latest checkpoint when there is one.
-
-    A checkpoint is LoRA adapters or a full fine-tuned model directory. Adapters are merged into
-    the weights: unmerged LoRA made generation on the CPU about 1.5x slower (Qwen-0.5B eval
-    179 s -> 266 s in the demo), for a difference of one bf16 rounding of the merged weights.
-    """
-    if checkpoint is not None and not (checkpoint / "adapter_config.json").exists():
-        return load_model(str(checkpoint), dtype=peer.dtype, device=peer.device)
-    model, tokenizer = load_model(
-        peer.source, revision=peer.revision, dtype=peer.dtype, device=peer.device,
-        trust_remote_code=peer.trust_remote_code,
-    )
-    if checkpoint is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, checkpoint).merge_and_unload().eval()
-    return model, tokenizer
-
-
-def pack_continuations(pairs: list[tuple[list[int], list[int]]], pad_id: int, device):
-    """Right-padded (context + continuation) rows, and where each continuation token is predicted.
-
-    Position p predicts token p + 1, so a continuation starting at index len(ctx) is predicted
-    from positions len(ctx) - 1 ... len(ctx) + len(cont) - 2.
-
-    Returns:
-        input_ids, attention_mask, rows, positions, targets (the last three flat, one per
-        continuation token).
-    """
-    seqs = [ctx + cont for ctx, cont in pairs]
-    width = max(len(s) for s in seqs)
-    input_ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], device=device)
-    attention_mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs],
-                                  device=device)
-    rows, positions, targets = [], [], []
-    for b, (ctx, cont) in enumerate(pairs):
-        rows += [b] * len(cont)
-        positions += range(len(ctx) - 1, len(ctx) - 1 + len(cont))
-        targets += cont
-    as_tensor = functools.partial(torch.tensor, dtype=torch.long, device=device)
-    return input_ids, attention_mask, as_tensor(rows), as_tensor(positions), as_tensor(targets)
-
-
-def hidden_at(model, input_ids, attention_mask, rows, positions):
-    """(causal LM, final hidden states at the given (row, position) pairs), never all logits."""
-    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    decoder = getattr(causal_lm, causal_lm.base_model_prefix)
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    return causal_lm, hidden[rows, positions]
-
-
-def output_logits(causal_lm, hidden: torch.Tensor) -> torch.Tensor:
-    """Float logits from final hidden states, with the model's logit soft-capping (Gemma)."""
-    logits = causal_lm.get_output_embeddings()(hidden).float()
-    cap = getattr(causal_lm.config.get_text_config(), "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap else logits
 
 
 def _length_buckets(sequences: Sequence[Sequence[int]], batch_size: int) -> Iterator[list[int]]:

@@ -14,12 +14,12 @@ log-prob) and sums those of the continuation.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from pst_core.errors import ModelError
 from pst_core.models.backend import ContinuationScore, Generation, SamplingParams
+from pst_core.models.checkpoint import adapter_rank, is_adapter
 from pst_core.models.source import model_directory, resolve_source
 from pst_core.models.tokens import (
     encode_continuation,
@@ -54,12 +54,11 @@ class VLLMBackend:
     def from_config(cls, peer, checkpoint: Path | None = None) -> VLLMBackend:
         """Load the peer's source (or a full fine-tuned checkpoint), with LoRA adapters if any."""
         vllm = _import_vllm()
-        adapters = checkpoint is not None and (checkpoint / "adapter_config.json").exists()
+        adapters = checkpoint is not None and is_adapter(checkpoint)
         if checkpoint is not None and not adapters:
             location, revision = str(checkpoint), None
         else:
             location, revision = model_directory(resolve_source(peer.source, peer.revision))
-        lora_rank = json.loads((checkpoint / "adapter_config.json").read_text())["r"] if adapters else None
         llm = vllm.LLM(
             model=location,
             revision=revision,
@@ -67,7 +66,7 @@ class VLLMBackend:
             trust_remote_code=peer.trust_remote_code,
             enable_prefix_caching=True,  # peer prompts share the question prefix
             enable_lora=adapters,
-            **({"max_lora_rank": lora_rank} if adapters else {}),
+            **({"max_lora_rank": adapter_rank(checkpoint)} if adapters else {}),
         )
         lora_request = None
         if adapters:
