@@ -209,6 +209,12 @@ class TrainConfig(_Section):
     gradient_accumulation_steps: int = Field(2, gt=0, description="Micro-batches per step.")
     max_length: int = Field(512, gt=0, description="Longest prompt+target, in tokens.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float | None = Field(
+        1.0, ge=0, description="Clip each step's gradient to this global L2 norm (null or 0: "
+        "no clipping).")
+    warmup_ratio: float = Field(
+        0.0, ge=0, lt=1, description="Share of the optimizer steps spent warming the learning "
+        "rate up linearly from 0, before its linear decay to 0.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
 
 

@@ -1,14 +1,17 @@
 """Train (DESIGN.md step 5): weighted SFT of a peer on (solo prompt(x) -> a*).
 
-L_k = sum_x w_k(x) * NLL_{M_k}(a* | x) / N over a batch of N examples, where NLL is the mean
-token negative log-likelihood of the target's tokens (the loss is on the response only; prompt
-tokens are never predicted). LoRA adapters (peft) by default, full fine-tuning as an option.
+L_k = sum_x w_k(x) * NLL_{M_k}(a* | x) / N over the N examples of one optimizer step (all its
+accumulated micro-batches, the last short one of an epoch included), where NLL is the mean token
+negative log-likelihood of the target's tokens (the loss is on the response only; prompt tokens
+are never predicted). So how a step is split into micro-batches does not change the update.
+LoRA adapters (peft) by default, full fine-tuning as an option.
 The logits are computed only at the target positions, as in scoring (Gemma's 262k vocabulary
 makes full logits the memory peak).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -29,9 +32,11 @@ TRAIN_LOG_SCHEMA = pa.schema(
         pa.field("peer", pa.string(), nullable=False),
         pa.field("step", pa.int32(), nullable=False),  # optimizer step, from 1
         pa.field("epoch", pa.int32(), nullable=False),
-        pa.field("loss", pa.float64(), nullable=False),  # mean token NLL, unweighted
-        pa.field("weighted_loss", pa.float64(), nullable=False),  # the optimized objective
-        pa.field("lr", pa.float64(), nullable=False),
+        # Means over the step's examples of each example's mean token NLL: unweighted, and
+        # weighted (sum_x w(x) NLL(x) / N, the objective the step optimized).
+        pa.field("loss", pa.float64(), nullable=False),
+        pa.field("weighted_loss", pa.float64(), nullable=False),
+        pa.field("lr", pa.float64(), nullable=False),  # the step's learning rate
         pa.field("n_examples", pa.int32(), nullable=False),
         pa.field("n_target_tokens", pa.int32(), nullable=False),
     ]
@@ -115,51 +120,90 @@ def train_peer(
     Returns:
         The ``TRAIN_LOG_SCHEMA`` rows, one per optimizer step.
     """
-    device = next(model.parameters()).device
     pairs = tokenize_examples(tokenizer, prompts, targets, cfg.max_length)
     weight_t = torch.tensor(list(weights), dtype=torch.float32)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    per_epoch = math.ceil(len(pairs) / cfg.batch_size)
-    total_steps = max(1, math.ceil(per_epoch / cfg.gradient_accumulation_steps) * cfg.num_epochs)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / total_steps)
+    per_epoch = math.ceil(math.ceil(len(pairs) / cfg.batch_size) / cfg.gradient_accumulation_steps)
+    total_steps = max(1, per_epoch * cfg.num_epochs)
+    # Less a hair so that float noise (0.3 * 10 = 3.0000000000000004) adds no warmup step; the
+    # last step is never warmup (a lone step would otherwise run at learning rate 0).
+    warmup_steps = min(math.ceil(cfg.warmup_ratio * total_steps - 1e-9), total_steps - 1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, functools.partial(lr_multiplier, total=total_steps, warmup=warmup_steps)
+    )
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
     generator = torch.Generator().manual_seed(seed)
     model.train()
-    log_rows, pending = [], []
+    log_rows = []
     with progress(f"{peer}: train", total_steps) as advance:
         for epoch in range(cfg.num_epochs):
             order = torch.randperm(len(pairs), generator=generator).tolist()
-            batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-            for b, batch in enumerate(batches):
-                ids, mask, rows, positions, target_ids = pack_continuations(
-                    [pairs[i] for i in batch], tokenizer.pad_token_id, device
-                )
-                causal_lm, hidden = hidden_at(model, ids, mask, rows, positions)
-                weighted, plain = weighted_nll(output_logits(causal_lm, hidden), target_ids, rows,
-                                               weight_t[batch].to(device))
-                (weighted / cfg.gradient_accumulation_steps).backward()
-                pending.append((weighted.item(), plain.item(), len(batch), len(target_ids)))
-                if len(pending) < cfg.gradient_accumulation_steps and b < len(batches) - 1:
-                    continue
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
+            for step in group_steps(order, cfg.batch_size, cfg.gradient_accumulation_steps):
+                row = _accumulate_gradients(model, tokenizer.pad_token_id, pairs, weight_t, step)
+                if cfg.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 lr = schedule.get_last_lr()[0]
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
-                log_rows.append({
-                    "peer": peer, "step": len(log_rows) + 1, "epoch": epoch,
-                    "loss": sum(p[1] for p in pending) / len(pending),
-                    "weighted_loss": sum(p[0] for p in pending) / len(pending),
-                    "lr": lr, "n_examples": sum(p[2] for p in pending),
-                    "n_target_tokens": sum(p[3] for p in pending),
-                })
-                pending = []
+                log_rows.append({"peer": peer, "step": len(log_rows) + 1, "epoch": epoch,
+                                 "lr": lr, **row})
                 advance(1)
     model.eval()
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_disable()
     return pa.Table.from_pylist(log_rows, schema=TRAIN_LOG_SCHEMA)
 
+
+
+def group_steps(order: list[int], batch_size: int, accumulation: int) -> list[list[list[int]]]:
+    """An epoch's example indices cut into micro-batches, grouped into optimizer steps.
+
+    Example:
+        >>> group_steps([4, 0, 3, 1, 2], batch_size=2, accumulation=2)
+        [[[4, 0], [3, 1]], [[2]]]
+    """
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i : i + accumulation] for i in range(0, len(batches), accumulation)]
+
+
+def lr_multiplier(step: int, total: int, warmup: int) -> float:
+    """The learning rate's share of its peak at ``step`` (from 0) of ``total`` optimizer steps.
+
+    Linear warmup from 0 over ``warmup`` steps, then linear decay towards 0, as transformers'
+    ``get_linear_schedule_with_warmup`` (which TRL's ``warmup_ratio`` drives). With no warmup
+    this is 1 - step / total.
+    """
+    if step < warmup:
+        return step / warmup
+    return (total - step) / max(1, total - warmup)
+
+
+def _accumulate_gradients(model, pad_id: int, pairs, weights: torch.Tensor,
+                          step: list[list[int]]) -> dict:
+    """Backpropagate one optimizer step's micro-batches; return its log columns.
+
+    Each micro-batch's loss (a mean over its own B examples) is scaled by B / N, N the examples
+    in the whole step, so the accumulated gradient is that of sum_x w(x) NLL(x) / N: a short
+    last micro-batch or step weighs its examples like any other.
+    """
+    device = next(model.parameters()).device
+    n_step = sum(len(batch) for batch in step)
+    weighted_sum = plain_sum = 0.0
+    n_tokens = 0
+    for batch in step:
+        ids, mask, rows, positions, target_ids = pack_continuations(
+            [pairs[i] for i in batch], pad_id, device
+        )
+        causal_lm, hidden = hidden_at(model, ids, mask, rows, positions)
+        weighted, plain = weighted_nll(output_logits(causal_lm, hidden), target_ids, rows,
+                                       weights[batch].to(device))
+        (weighted * (len(batch) / n_step)).backward()
+        weighted_sum += weighted.item() * len(batch)
+        plain_sum += plain.item() * len(batch)
+        n_tokens += len(target_ids)
+    return {"loss": plain_sum / n_step, "weighted_loss": weighted_sum / n_step,
+            "n_examples": n_step, "n_target_tokens": n_tokens}
