@@ -212,25 +212,22 @@ def run(
     """Run an experiment: round 0 evaluation, then R rounds of its method. Resumes where it stopped."""
     from pst_core.config import load_config
     from pst_core.metrics import summary
-    from pst_core.pipeline import Experiment
+    from pst_core.runner import Runner
+    from pst_core.tracking import open_tracker
 
     cfg = load_config(config, overrides or [])
-    layout = Experiment(cfg).layout
-    console.print(f"run directory: {layout.root}")
     if prefect:
         _prefect_env()
         from flows.pipeline import pipeline_flow
 
+        layout = Runner(cfg).layout
+        console.print(f"run directory: {layout.root}")
         pipeline_flow(config_path=str(config), overrides=overrides or [], parallel=parallel,
                       track=track)
     else:
-        experiment = Experiment(cfg)
-        tracker = _tracker(cfg, layout) if track else None
-        experiment.write_config()
-        for r in range(cfg.first_round, cfg.rounds + 1):
-            experiment.run_round(r)
-            if tracker is not None:
-                _track_round(tracker, layout, r)
+        runner = Runner(cfg, tracker=open_tracker(cfg, enabled=track))
+        console.print(f"run directory: {runner.layout.root}")
+        layout = runner.run()
     print_summary(summary(layout, cfg.rounds))
     console.print(f"results: {layout.root} (metrics.parquet and eval.parquet per round)")
 
@@ -261,25 +258,6 @@ def _prefect_env() -> None:
             pass
 
 
-def _tracker(cfg, layout):
-    from pst_core.tracking import MlflowTracker
-
-    try:
-        return MlflowTracker(cfg.model_dump(mode="json"), layout)
-    except Exception as e:  # tracking must never stop the run: the Parquet files are the record
-        err_console.print(f"[yellow]warning:[/yellow] MLflow unavailable ({e}); "
-                          f"log later with `pst track {layout.root}`")
-        return None
-
-
-def _track_round(tracker, layout, r: int) -> None:
-    try:
-        tracker.log_round(layout, r)
-    except Exception as e:
-        err_console.print(f"[yellow]warning:[/yellow] MLflow logging of round {r} failed ({e}); "
-                          f"log later with `pst track {layout.root}`")
-
-
 @app.command()
 @_user_errors
 def demo(
@@ -291,7 +269,7 @@ def demo(
     from pst_core.config import load_config
     from pst_core.metrics import summary
     from pst_core.models.offline import OFFLINE_MODELS, fetch_offline_model
-    from pst_core.pipeline import Experiment
+    from pst_core.runner import Runner
     from pst_core.tracking import default_tracking_uri
 
     config = Path(__file__).resolve().parents[1] / "data" / "configs" / "demo.yaml"
@@ -305,7 +283,7 @@ def demo(
     from flows.pipeline import pipeline_flow
 
     pipeline_flow(config_path=str(config), overrides=overrides)
-    layout = Experiment(cfg).layout
+    layout = Runner(cfg).layout
     print_summary(summary(layout, cfg.rounds))
     console.print(f"results: {layout.root}")
     console.print(f"MLflow:  {default_tracking_uri(output_dir)}")

@@ -1,11 +1,12 @@
-"""Prefect flows: ``pst-round`` runs one round's stages as tasks; ``pst-pipeline`` runs round 0
-(evaluation of the untuned peers) and rounds 1..R, then logs each round to MLflow;
-``pst-compare`` compares finished runs of several methods.
+"""Prefect flows: ``pst-pipeline`` runs an experiment through ``pst_core.runner.Runner`` (the same
+runner as ``pst run --no-prefect``): its setup, then one ``pst-round`` subflow per round, each
+logged to MLflow after it finishes; ``pst-round`` runs the round's plan with one task per step,
+named after it (``generate turn 1 qwen-0.5b``); ``pst-compare`` compares finished runs.
 
 The pipeline's parameters are the experiment config: a path to a YAML file (``config_path``),
 ``key.path=value`` overrides, or the whole config inline (``config``), which the Prefect UI shows
-as a form. The per-peer units of a step (the turns of one answering position, scoring, training,
-evaluation per peer) are independent tasks: with ``parallel=True`` they are submitted together,
+as a form. The steps of one wave (the turns of one answering position, scoring, training,
+evaluation per peer and benchmark) are independent: with ``parallel=True`` they are submitted together,
 so a Dask or Ray task runner (``pip install prefect-dask`` / ``prefect-ray``) can place them on
 different GPUs:
 
@@ -24,24 +25,21 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.tasks import experiment, ingest_task, stage_task, track_task
+from flows.tasks import prefect_waves
 from pst_core.config import ExperimentConfig, load_config, parse_config
-from pst_core.tracking import apply_offline_env
+from pst_core.runner import Runner
+from pst_core.tracking import apply_offline_env, open_tracker
 
 apply_offline_env()
 
 
 @flow(name="pst-round", flow_run_name="round {r}")
 def round_flow(config: dict[str, Any], r: int, parallel: bool = False) -> str:
-    """Round r's plan (``Experiment.round_plan``): one task per stage and peer, step by step."""
-    results: list[str] = []
-    for stage, calls in experiment(config).round_plan(r):
-        if parallel and len(calls) > 1:
-            futures = [stage_task.submit(config, stage, args) for args in calls]
-            results = [f.result() for f in futures]
-        else:
-            results = [stage_task(config, stage, args) for args in calls]
-    return results[-1]
+    """Round r's plan (``pst_core.runner.plan_round``), one task per step, wave by wave."""
+    runner = Runner(parse_config(config, source="flow parameter"),
+                    run_wave=prefect_waves(config, parallel))
+    runner.round(r)
+    return str(runner.layout.round_dir(r))
 
 
 @flow(name="pst-pipeline")
@@ -63,18 +61,11 @@ def pipeline_flow(
     """
     cfg = resolve_config(config_path, overrides, config)
     payload = cfg.model_dump(mode="json")
-    logger = get_run_logger()
-    logger.info("run directory: %s", experiment(payload).layout.root)
-    ingest_task(payload)
-    for r in range(cfg.first_round, cfg.rounds + 1):
-        round_flow(payload, r, parallel)
-        if track:
-            try:
-                track_task(payload, r)
-            except Exception as e:  # the Parquet files are complete; `pst track` can redo this
-                logger.warning("MLflow logging of round %d failed (%s); run `pst track %s`",
-                               r, e, experiment(payload).layout.root)
-    return str(experiment(payload).layout.root)
+    runner = Runner(cfg, tracker=open_tracker(cfg, enabled=track),
+                    run_wave=prefect_waves(payload, parallel))
+    get_run_logger().info("run directory: %s", runner.layout.root)
+    runner.run(run_round=lambda r: round_flow(payload, r, parallel))
+    return str(runner.layout.root)
 
 
 def resolve_config(
@@ -87,7 +78,6 @@ def resolve_config(
     if not config_path:
         raise ValueError("give config_path or config")
     return load_config(config_path, overrides or [])
-
 
 
 @flow(name="pst-compare")

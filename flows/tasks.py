@@ -1,48 +1,50 @@
-"""Prefect tasks: each run calls exactly one pst_core stage and returns the path it wrote.
+"""Prefect tasks: one task per step kind (``ingest``, ``generate-turn``, ``train``, ...), each
+run named after its step (``generate turn 1 qwen-0.5b``) and retried as its kind allows (a
+training step once, a collect step never).
 
-Tasks receive the experiment config as a JSON dict (small) and return paths, never tables or
-models (Prefect would hold them in memory and pickle them). A stage whose output exists returns
-at once, so a rerun skips finished work because the files exist, not because of Prefect's
-input-hash cache (which hashes a path string, not the file behind it): caching is off.
+Tasks receive the experiment config as a JSON dict and the step (a small frozen dataclass), and
+return the path the step wrote: no tables or models cross a task boundary (Prefect would hold
+them in memory and pickle them). Whether a step is skipped is decided by the step's own output
+(``pst_core.runner.run_step``), not by Prefect's input-hash cache (which hashes a path string,
+not the file behind it): caching is off.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from pst_core.config import parse_config
-from pst_core.pipeline import Experiment
+from pst_core.context import RunContext
+from pst_core.runner import Wave, run_step
+from pst_core.steps import Step
 
 
-def experiment(config: dict[str, Any]) -> Experiment:
-    return Experiment(parse_config(config, source="flow parameter"))
+@task(name="step", retry_delay_seconds=10, cache_policy=NO_CACHE)
+def step_task(config: dict[str, Any], step: Step) -> str:
+    """Run one step of the plan (``pst_core.runner.plan_round``)."""
+    return str(run_step(RunContext(parse_config(config, source="flow parameter")), step))
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
-def ingest_task(config: dict[str, Any]) -> list[str]:
-    """Write the config and ingest every dataset of the run."""
-    exp = experiment(config)
-    exp.write_config()
-    specs = [exp.cfg.data.pool, *exp.cfg.data.eval]
-    for spec in specs:
-        exp.dataset(spec)
-    return [str(exp.layout.dataset(spec.name)) for spec in specs]
+def task_for(step: Step):
+    """The task of ``step``'s kind, with its run name and retries."""
+    label = f"round {step.round}: {step.label}" if step.kind != "ingest" else step.label
+    return step_task.with_options(name=step.kind, task_run_name=label, retries=step.retries)
 
 
-@task(name="stage", task_run_name="{stage} {args}", retries=2, retry_delay_seconds=10,
-      cache_policy=NO_CACHE)
-def stage_task(config: dict[str, Any], stage: str, args: tuple) -> str:
-    """One unit of a round's plan (``Experiment.round_plan``): a stage for one round or peer."""
-    return str(getattr(experiment(config), stage)(*args))
+def prefect_waves(config: dict[str, Any], parallel: bool) -> Callable[[RunContext, Wave], None]:
+    """A wave executor for ``pst_core.runner.Runner``: each step as a task; with ``parallel``,
+    a wave's steps are submitted together (a Dask or Ray task runner places them)."""
 
+    def run_wave(ctx: RunContext, wave: Wave) -> None:
+        if parallel and len(wave) > 1:
+            for future in [task_for(step).submit(config, step) for step in wave]:
+                future.result()
+        else:
+            for step in wave:
+                task_for(step)(config, step)
 
-@task(name="track", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def track_task(config: dict[str, Any], r: int) -> None:
-    """Log round r to MLflow. Its failure never touches the round's Parquet files."""
-    from pst_core.tracking import MlflowTracker
-
-    exp = experiment(config)
-    MlflowTracker(exp.cfg.model_dump(mode="json"), exp.layout).log_round(exp.layout, r)
+    return run_wave

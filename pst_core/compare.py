@@ -23,9 +23,10 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
-from pst_core.config import METHODS, ExperimentConfig, parse_config
+from pst_core.config import ExperimentConfig, parse_config
 from pst_core.errors import ConfigError
 from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA, eval_metrics
+from pst_core.methods import REGISTRY
 from pst_core.provenance import invocations
 from pst_core.store import read_table
 from pst_core.targets import TARGETS_SCHEMA
@@ -70,7 +71,12 @@ class Run:
 
     @property
     def method(self) -> str:
-        return self.cfg.method
+        return self.cfg.method.name
+
+    @property
+    def trains(self) -> bool:
+        """False for the reference run (``base``): its round 0 is every other run's."""
+        return self.cfg.method.trains
 
 
 def load_run(root: str | Path) -> Run:
@@ -105,9 +111,9 @@ def check_comparable(runs: list[Run]) -> None:
             raise ConfigError(
                 f"{run.root}: not comparable with {first.root}: data.eval, answers, eval or seed "
                 "differ (compare runs of one config set, e.g. data/configs/offline/)")
-    methods = [r.method for r in runs]
-    if methods.count("base") > 1:
-        raise ConfigError(f"{len([m for m in methods if m == 'base'])} base runs given: "
+    references = [r.method for r in runs if not r.trains]
+    if len(references) > 1:
+        raise ConfigError(f"{len(references)} untrained runs given ({', '.join(references)}): "
                           "deltas need exactly one reference")
 
 
@@ -134,7 +140,7 @@ def mcnemar_exact(gained: int, lost: int) -> float:
 def compare(runs: list[Run]) -> pa.Table:
     """The comparison table (``COMPARISON_SCHEMA``), one row per method, peer, benchmark, round."""
     check_comparable(runs)
-    base = next((r for r in runs if r.method == "base"), None)
+    base = next((r for r in runs if not r.trains), None)
     reference = _best_decoding(base) if base else {}
     rows = []
     for run in runs:
@@ -175,8 +181,8 @@ def pairwise(runs: list[Run]) -> list[dict]:
     """EM differences between every two trained methods at their last round, per peer and
     benchmark, paired on the same questions: the ablations (``pst`` against ``pst-uniform``
     isolates the PMI weights). ``delta_em`` is ``method`` minus ``other``; pairs follow the
-    order of ``METHODS``."""
-    trained = sorted((r for r in runs if r.method != "base"), key=lambda r: METHODS.index(r.method))
+    registry's order of methods."""
+    trained = sorted((r for r in runs if r.trains), key=lambda r: list(REGISTRY).index(r.method))
     last = {run.root: _last_rounds(run) for run in trained}
     out = []
     for a, b in itertools.combinations(trained, 2):

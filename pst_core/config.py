@@ -15,79 +15,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from pst_core.data.spec import ColumnMap, DatasetConfig, SyntheticConfig
 from pst_core.errors import ConfigError
+from pst_core.methods import REGISTRY, MethodConfig
+from pst_core.methods.pst import PST
+from pst_core.models.spec import PeerConfig
+from pst_core.section import NAME_PATTERN, Section
 
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ColumnMap(_Section):
-    """Where the fields of a local data file live (dotted paths reach into nested JSON)."""
-
-    question: str | list[str] = Field(
-        "question", description="Column holding the question text; a list is joined with spaces."
-    )
-    answer: str | None = Field(
-        "answer", description="Column holding the gold answer (null for unlabeled data)."
-    )
-    id: str | None = Field(None, description="Column holding a stable row id; default: row number.")
-    all_answers: str | None = Field(
-        None, description="Column holding a list of every accepted gold answer (e.g. SimulEq)."
-    )
+__all__ = ["ColumnMap", "DatasetConfig", "ExperimentConfig", "PeerConfig", "SyntheticConfig",
+           "load_config", "parse_config"]
 
 
-class SyntheticConfig(_Section):
-    n: int = Field(300, gt=0, description="Number of generated two-step word problems.")
-    seed: int = Field(0, description="Seed of the problem generator (same seed, same problems).")
-
-
-class DatasetConfig(_Section):
-    name: str = Field(
-        ..., pattern=_NAME, description="Name of the dataset; its table is data/<name>.parquet."
-    )
-    benchmark: str | None = Field(
-        None,
-        description="Registry benchmark (multiarith, simuleq, math500, gsm8k, addsub, singleeq, "
-        "svamp) or 'synthetic'. Without `path` a registry benchmark is loaded from the Hub.",
-    )
-    path: str | None = Field(
-        None, description="Local JSONL / JSON / CSV / Parquet file to read instead of the Hub."
-    )
-    columns: ColumnMap | None = Field(
-        None, description="Column mapping for `path`; default: the benchmark's, else ColumnMap()."
-    )
-    split: Literal["train", "eval", "all"] | None = Field(
-        None,
-        description="Which rows this dataset contributes: train, eval or all; default: train "
-        "for the pool, eval for data.eval[].",
-    )
-    eval_fraction: float = Field(
-        0.3,
-        gt=0,
-        lt=1,
-        description="Share of questions put in the eval split when the source has no split "
-        "(by hash of the normalized question, so duplicates never straddle it).",
-    )
-    limit: int | None = Field(
-        None, gt=0, description="Keep only the first N rows of the chosen split (after splitting)."
-    )
-    synthetic: SyntheticConfig = Field(
-        default_factory=SyntheticConfig, description="Options when benchmark is 'synthetic'."
-    )
-
-    @model_validator(mode="after")
-    def _has_source(self) -> DatasetConfig:
-        if self.benchmark is None and self.path is None:
-            raise ValueError("set `benchmark` (a registry name or 'synthetic') or `path`")
-        return self
-
-
-class DataConfig(_Section):
+class DataConfig(Section):
     pool: DatasetConfig = Field(
         ..., description="The unlabeled question pool that training rounds sample from."
     )
@@ -96,58 +37,13 @@ class DataConfig(_Section):
     )
 
 
-class PeerConfig(_Section):
-    name: str = Field(..., pattern=_NAME, description="Short name used in tables and paths.")
-    source: str = Field(
-        ...,
-        description="Model source: an offline packaged model (`pst models list`), a Hub id "
-        "(org/name), a local model directory, or a .gguf file.",
-    )
-    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
-    prompt_format: Literal["auto", "chat", "fewshot"] = Field(
-        "auto",
-        description="chat: the model's chat template; fewshot: a plain few-shot prompt for base "
-        "models; auto: chat when the tokenizer has a chat template.",
-    )
-    backend: Literal["transformers", "vllm"] = Field(
-        "transformers", description="Inference backend (vllm needs a GPU and the gpu extra)."
-    )
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        "auto", description="Weights dtype; auto: bf16 where the device supports it, else fp32."
-    )
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="Where to run the model; auto: cuda when available."
-    )
-    batch_size: int = Field(16, gt=0, description="Prompts per generation/scoring batch.")
-    max_new_tokens: int | None = Field(
-        None,
-        gt=0,
-        description="This peer's token budget, overriding generation.max_new_tokens and "
-        "eval.max_new_tokens (cut a weak model that rambles shorter).",
-    )
-    trust_remote_code: bool = Field(
-        False, description="Allow Hub models to run their own code (off unless set)."
-    )
-
-
-class GenerationConfig(_Section):
+class GenerationConfig(Section):
     max_new_tokens: int = Field(256, gt=0, description="Token budget of one response.")
     temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0 is greedy.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
-    order: Literal["config", "rotate", "consistency"] = Field(
-        "config",
-        description="Peer order: config order; rotate per question; or consistency (most "
-        "self-consistent peer first, a label-free ranking).",
-    )
-    consistency_questions: int = Field(
-        16, gt=0, description="Pool questions used to rank peers when order is consistency."
-    )
-    consistency_samples: int = Field(
-        4, ge=2, description="Samples per question used to rank peers when order is consistency."
-    )
 
 
-class AnswersConfig(_Section):
+class AnswersConfig(Section):
     rules: list[Literal["boxed", "answer_is", "hash", "last_number"]] = Field(
         default_factory=lambda: ["boxed", "answer_is", "hash", "last_number"],
         min_length=1,
@@ -160,43 +56,9 @@ class AnswersConfig(_Section):
     )
 
 
-class AggregateConfig(_Section):
-    method: Literal["vote", "final"] = Field(
-        "vote",
-        description="vote: majority over the peers' extracted answers, ties to the later peer; "
-        "final: the last peer's response.",
-    )
-    representative: Literal["latest", "earliest"] = Field(
-        "latest",
-        description="vote: which response carrying the winning answer becomes the target: the "
-        "latest (DESIGN.md) or the earliest (keeps the first solver's full working when later "
-        "peers only restate its answer).",
-    )
-
-
-class PMIConfig(_Section):
-    scorer: str | None = Field(
-        None, description="Model source of a fixed scorer; null: each peer scores itself."
-    )
-    reduction: Literal["mean", "sum"] = Field(
-        "mean", description="Reduce the aggregate's token log-probs by mean or sum."
-    )
-    beta: float = Field(1.0, ge=0, description="Weight temperature; 0 gives uniform weights.")
-    standardize: Literal["z", "raw"] = Field(
-        "z", description="z: standardize PMI per peer and round before weighting; raw: use PMI."
-    )
-    w_min: float = Field(0.2, gt=0, description="Lower clip of a weight (before normalizing).")
-    w_max: float = Field(5.0, gt=0, description="Upper clip of a weight (before normalizing).")
-
-    @model_validator(mode="after")
-    def _clip_order(self) -> PMIConfig:
-        if self.w_min > self.w_max:
-            raise ValueError(f"w_min ({self.w_min}) must be <= w_max ({self.w_max})")
-        return self
-
-
-class TrainConfig(_Section):
-    method: Literal["lora", "full"] = Field("lora", description="LoRA adapters or full fine-tuning.")
+class TrainConfig(Section):
+    finetune: Literal["lora", "full"] = Field(
+        "lora", description="What is trained: LoRA adapters, or all weights (full).")
     lora_r: int = Field(16, gt=0, description="LoRA rank.")
     lora_alpha: int = Field(32, gt=0, description="LoRA scaling numerator (alpha / r).")
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
@@ -218,7 +80,7 @@ class TrainConfig(_Section):
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     max_new_tokens: int = Field(256, gt=0, description="Token budget of an eval response.")
     n_samples: int = Field(
         4, ge=2, description="Sampled responses per question for the generator-verifier gap."
@@ -233,45 +95,18 @@ class EvalConfig(_Section):
         "round 0 comes from a `base` run on the same eval set (`pst compare` takes it there).")
 
 
-class SePTConfig(_Section):
-    temperature: float = Field(
-        0.3, ge=0, description="SePT: temperature of the model's own training responses "
-        "(low, and decoupled from eval.temperature).")
-
-
-class MajorityConfig(_Section):
-    n_samples: int = Field(4, ge=2, description="majority: samples per question.")
-    temperature: float = Field(0.7, gt=0, description="majority: sampling temperature.")
-    min_agreement: float = Field(
-        0.5, gt=0, le=1, description="majority: skip questions whose majority answer has a "
-        "smaller share of the samples.")
-    responses_per_question: int = Field(
-        1, ge=1, description="majority: training responses per question, taken from the "
-        "samples carrying the majority answer (1 keeps the budget equal to the other methods).")
-
-
-class BaseConfig(_Section):
-    temperatures: list[float] = Field(
-        default_factory=lambda: [0.0, 0.3, 0.6, 1.0], min_length=1,
-        description="base: decoding temperatures swept; the best is reported (as SePT does).")
-
-
-METHODS = ("pst", "pst-uniform", "sept", "majority", "base")
-
-
-class ExperimentConfig(_Section):
+class ExperimentConfig(Section):
     """The whole experiment: data, peers, the stages' sections, rounds, seed and output dir."""
 
-    experiment: str = Field(..., pattern=_NAME, description="Experiment name (runs/<experiment>).")
-    method: Literal["pst", "pst-uniform", "sept", "majority", "base"] = Field(
-        "pst",
-        description="pst; pst-uniform (PST with uniform weights, no PMI scoring); sept (each "
-        "model trains on its own low-temperature responses); majority (each model trains on its "
-        "samples carrying its majority answer); base (no training: a temperature sweep).",
+    experiment: str = Field(..., pattern=NAME_PATTERN, description="Experiment name (runs/<experiment>).")
+    method: MethodConfig = Field(
+        default_factory=PST,
+        description="The method and its own settings, told apart by `name` (README: Methods); "
+        "`method: sept` is short for `method: {name: sept}`.",
     )
     run: str | None = Field(
         None,
-        pattern=_NAME,
+        pattern=NAME_PATTERN,
         description="Run name (runs/<experiment>/<run>); default: a hash of the config, so the "
         "same config resumes the same run.",
     )
@@ -290,13 +125,18 @@ class ExperimentConfig(_Section):
     peers: list[PeerConfig] = Field(..., min_length=1, description="Peers, in answering order.")
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     answers: AnswersConfig = Field(default_factory=AnswersConfig)
-    aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
-    pmi: PMIConfig = Field(default_factory=PMIConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    sept: SePTConfig = Field(default_factory=SePTConfig)
-    majority: MajorityConfig = Field(default_factory=MajorityConfig)
-    base: BaseConfig = Field(default_factory=BaseConfig)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_by_name(cls, value: Any) -> Any:
+        """``method: sept`` means ``{name: sept}``; a section without a name is PST's."""
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and "name" not in value:
+            return {"name": PST().name, **value}
+        return value
 
     @field_validator("peers")
     @classmethod
@@ -309,12 +149,9 @@ class ExperimentConfig(_Section):
 
     @model_validator(mode="after")
     def _method_needs(self) -> ExperimentConfig:
-        if self.method in ("pst", "pst-uniform") and len(self.peers) < 2:
-            raise ValueError(f"method {self.method} needs at least 2 peers, got {len(self.peers)}")
-        if self.method == "base" and self.rounds != 0:
-            raise ValueError("method base trains nothing: set rounds: 0")
-        if self.method == "base" and not self.eval.initial:
-            raise ValueError("method base is its round 0 evaluation: set eval.initial: true")
+        problem = self.method.check(self)
+        if problem:
+            raise ValueError(problem)
         unknown = sorted(set(self.learners or []) - {p.name for p in self.peers})
         if unknown:
             raise ValueError(f"learners {', '.join(unknown)} are not peer names")
@@ -332,10 +169,15 @@ class ExperimentConfig(_Section):
 
     @property
     def run_name(self) -> str:
-        """The run directory name: `run`, or a stable hash of everything that shapes results."""
+        """The run directory name: `run`, or a stable hash of what shapes the trained models.
+
+        Evaluation settings (``eval``, ``data.eval``) are not part of it: raising ``eval.limit``
+        or adding a benchmark resumes the same run and evaluates only what is missing.
+        """
         if self.run:
             return self.run
-        payload = self.model_dump(mode="json", exclude={"run", "output_dir"})
+        payload = self.model_dump(mode="json", exclude={"run": True, "output_dir": True,
+                                                        "eval": True, "data": {"eval"}})
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return f"run-{digest[:10]}"
 
@@ -347,8 +189,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         ConfigError: one line naming the file, the field path and what is wrong.
     """
     path = Path(path)
-    raw = _read_yaml(path)
+    raw = upgrade_config(_read_yaml(path))
     for override in overrides:
+        if isinstance(raw.get("method"), str):  # so that method.<field>=... finds a section
+            raw["method"] = {"name": raw["method"]}
         _apply_override(raw, override, path)
     return parse_config(raw, source=str(path))
 
@@ -388,18 +232,71 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
     """Validate a config given as a dict (a Prefect form, a notebook) with the same messages."""
     try:
-        return ExperimentConfig.model_validate(raw)
+        return ExperimentConfig.model_validate(upgrade_config(raw))
     except ValidationError as e:
         raise ConfigError(f"{source}: {format_validation_error(e)}") from None
+
+
+_MOVED = {"pmi": "method.pmi (method: {name: pst, pmi: ...})",
+          "aggregate": "method.aggregate (method: {name: pst, aggregate: ...})",
+          "sept": "method: {name: sept, ...}", "majority": "method: {name: majority, ...}",
+          "base": "method: {name: base, ...}"}
+
+
+def upgrade_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config in the 0.1 layout (run directories written before methods were sections)
+    rewritten into this one, so that old runs still load (``pst compare``, ``pst track``).
+
+    0.1 had ``method: <name>`` beside one section per method (``sept``, ``majority``, ``base``,
+    PST's ``aggregate`` and ``pmi``, the peer order under ``generation``) and ``method`` fields
+    in ``aggregate`` (now ``rule``) and ``train`` (now ``finetune``). Only the named method's
+    sections are kept: the others never affected its results.
+    """
+    legacy = _MOVED.keys() & raw.keys()
+    order_keys = {"order", "consistency_questions", "consistency_samples"}
+    if isinstance(raw.get("method"), dict) or (
+            not legacy and not order_keys & raw.get("generation", {}).keys()
+            and "method" not in raw.get("train", {})):
+        return raw
+    raw = dict(raw)
+    name = raw.pop("method", "pst")
+    method: dict[str, Any] = {"name": name}
+    sections = {name: raw.pop(name, {}) for name in ("sept", "majority", "base")}
+    aggregate, pmi = raw.pop("aggregate", None), raw.pop("pmi", None)
+    generation = dict(raw.get("generation", {}))
+    moved = {k: generation.pop(k) for k in order_keys & generation.keys()}
+    if "generation" in raw:
+        raw["generation"] = generation
+    if name in sections:
+        method |= sections[name]
+    if name in ("pst", "pst-uniform"):
+        method |= moved
+        if aggregate is not None:
+            aggregate = dict(aggregate)
+            if "method" in aggregate:
+                aggregate["rule"] = aggregate.pop("method")
+            method["aggregate"] = aggregate
+        if name == "pst" and pmi is not None:
+            method["pmi"] = pmi
+    raw["method"] = method
+    if "method" in raw.get("train", {}):
+        raw["train"] = dict(raw["train"])
+        raw["train"]["finetune"] = raw["train"].pop("method")
+    return raw
 
 
 def format_validation_error(error: ValidationError) -> str:
     """All of pydantic's errors on one line, each as ``field.path: message (got value)``."""
     parts = []
     for err in error.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "config"
+        path = list(err["loc"])
+        if path[:1] == ["method"] and len(path) > 1 and path[1] in REGISTRY:
+            del path[1]  # the union's tag: the user wrote method.pmi, not method.pst.pmi
+        loc = ".".join(str(x) for x in path) or "config"
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and len(path) == 1 and path[0] in _MOVED:
+            msg = f"moved into the method section: write it as {_MOVED[path[0]]}"
+        elif err["type"] == "extra_forbidden":
             msg = "unknown field (check its spelling; `pst validate --fields` lists them)"
         elif err["type"] != "missing" and not isinstance(err.get("input"), dict):
             msg += f" (got {err.get('input')!r})"
@@ -429,6 +326,9 @@ def _apply_override(raw: dict[str, Any], override: str, path: Path) -> None:
             node = node[part]
 
 
+_METHOD_UNION = ExperimentConfig.model_fields["method"].annotation
+
+
 def describe_fields(
     model: type[BaseModel] = ExperimentConfig, prefix: str = "", seen: dict | None = None
 ) -> list[tuple[str, str, str, str]]:
@@ -442,6 +342,9 @@ def describe_fields(
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
         ann = field.annotation
+        if ann is _METHOD_UNION:
+            rows.extend(_describe_methods(path, field.description or ""))
+            continue
         inner = _section_type(ann)
         if inner is not None:
             path += "[]" if getattr(ann, "__origin__", None) is list else ""
@@ -459,10 +362,24 @@ def describe_fields(
     return rows
 
 
+def _describe_methods(path: str, description: str) -> list[tuple[str, str, str, str]]:
+    """The method section: its ``name``, then each method's fields, labelled with the methods
+    that have them."""
+    owners: dict[tuple[str, str, str, str], list[str]] = {}
+    for name, method in REGISTRY.items():
+        for row in describe_fields(method, f"{path}.", {}):
+            if row[0] != f"{path}.name":
+                owners.setdefault(row, []).append(name)
+    names = " | ".join(REGISTRY)
+    return [(f"{path}.name", names, json.dumps(PST().name), description),
+            *[(row[0], row[1], row[2], f"{', '.join(tags)}: {row[3]}")
+              for row, tags in owners.items()]]
+
+
 def _section_type(annotation: Any) -> type[BaseModel] | None:
     candidates = [annotation, *getattr(annotation, "__args__", ())]
     for c in candidates:
-        if isinstance(c, type) and issubclass(c, _Section):
+        if isinstance(c, type) and issubclass(c, Section):
             return c
     return None
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from pst_core.answers import matches_gold
-from pst_core.config import EvalConfig
 from pst_core.generate import generate_solo
 from pst_core.models.backend import Backend, SamplingParams
 from pst_core.prompts import verify_choices, verify_prompt
+
+if TYPE_CHECKING:
+    from pst_core.config import EvalConfig
 
 EVAL_SCHEMA = pa.schema(
     [
@@ -64,12 +67,17 @@ def evaluate_peer(
     multi_answer: str,
     seed: int,
     sweep: Sequence[float] = (),
+    gap_questions: pa.Table | None = None,
 ) -> pa.Table:
     """Greedy and sampled responses of one peer on one benchmark, judged and self-verified.
 
     ``sweep``: extra temperatures (the ``base`` method), each answered once per question and
     stored as kind ``t=<temperature>`` (temperature 0 is the greedy run itself).
+    ``gap_questions``: the questions sampled for the GV gap; default: the first
+    ``cfg.gap_limit`` of ``questions`` (a resumed evaluation passes only the missing ones).
     """
+    if gap_questions is None:
+        gap_questions = questions.slice(0, cfg.gap_limit)
     greedy = generate_solo(questions, backend, SamplingParams(max_new_tokens=cfg.max_new_tokens),
                            peer=peer, model=peer, prompt_format=prompt_format, rules=rules)
     swept = [
@@ -80,12 +88,12 @@ def evaluate_peer(
         for t in sweep if t > 0
     ]
     sampled = generate_solo(
-        questions.slice(0, cfg.gap_limit), backend,
+        gap_questions, backend,
         SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                        n=cfg.n_samples, seed=seed),
         peer=peer, model=peer, prompt_format=prompt_format, rules=rules,
     )
-    gold = {r["id"]: r for r in questions.to_pylist()}
+    gold = {r["id"]: r for r in (*questions.to_pylist(), *gap_questions.to_pylist())}
     style = backend.prompt_style(prompt_format)
     samples = sampled.to_pylist()
     contexts = [backend.render(verify_prompt(gold[r["question_id"]]["question"], r["response"], style))

@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from pst_core.compare import Run, compare, costs, load_run, pairwise
+from pst_core.methods import REGISTRY
 from pst_core.store import atomic_path
 
 log = logging.getLogger(__name__)
@@ -83,10 +84,10 @@ def plot_em(table: pa.Table, path: Path) -> None:
         for i, method in enumerate(_methods(mine)):
             points = sorted((r["round"], r["em"], r["n_questions"]) for r in mine
                             if r["method"] == method)
-            if method == "base":
-                decoding = next(r["decoding"] for r in mine if r["method"] == "base")
+            if not REGISTRY[method].trains:
+                decoding = next(r["decoding"] for r in mine if r["method"] == method)
                 ax.axhline(100 * points[0][1], color="grey", linestyle="--",
-                           label=f"base ({decoding})")
+                           label=f"{method} ({decoding})")
                 continue
             intervals = [wilson(em, n) for _, em, n in points]
             dodge = 0.04 * (i - len(_methods(mine)) / 2)  # keep overlapping bars apart
@@ -154,7 +155,7 @@ def render_markdown(
     for r in sorted(rows, key=lambda r: (r["peer"], r["benchmark"], _order(r["method"]), r["round"])):
         delta = "-" if r["delta_em"] is None else (
             f"{_pts(r['delta_em'])} [{_pts(r['delta_lo'])}, {_pts(r['delta_hi'])}]")
-        method = r["method"] + (f" ({r['decoding']})" if r["method"] == "base" else "")
+        method = r["method"] + (f" ({r['decoding']})" if not REGISTRY[r["method"]].trains else "")
         lines.append(
             f"| {method} | {r['peer']} | {r['benchmark']} | {r['round']} | {r['n_questions']} "
             f"| {_pct(r['em'])} | {delta} | {_p(r['mcnemar_p'])} | {_pct(r['gv_gap_abs'])} "
@@ -232,11 +233,11 @@ def reading(rows: list[dict]) -> list[str]:
     last = {}
     for r in rows:
         key = (r["method"], r["peer"], r["benchmark"])
-        if r["method"] != "base" and (key not in last or r["round"] > last[key]["round"]):
+        if REGISTRY[r["method"]].trains and (key not in last or r["round"] > last[key]["round"]):
             last[key] = r
     if not last:
         return ["No trained method among the runs: only the base model's numbers are shown."]
-    bases = {(r["peer"], r["benchmark"]): r for r in rows if r["method"] == "base"}
+    bases = {(r["peer"], r["benchmark"]): r for r in rows if not REGISTRY[r["method"]].trains}
     out = []
     for (method, peer, benchmark), r in sorted(last.items(), key=lambda kv: (kv[0][1], kv[0][2],
                                                                              _order(kv[0][0]))):
@@ -259,11 +260,8 @@ def run_invocations(spent: list[dict], run: Run) -> list[dict]:
     return next(c["invocations"] for c in spent if c["run"] == run.root.name)
 
 
-_METHOD_ORDER = ("base", "pst", "pst-uniform", "sept", "majority")
-
-
 def _order(method: str) -> int:
-    return _METHOD_ORDER.index(method) if method in _METHOD_ORDER else len(_METHOD_ORDER)
+    return list(REGISTRY).index(method)
 
 
 def _methods(rows: list[dict]) -> list[str]:

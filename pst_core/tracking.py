@@ -51,12 +51,32 @@ class Tracker(Protocol):
 
     def log_round(self, layout: RunLayout, round_index: int) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class NullTracker:
     """Tracks nothing (the library used from a notebook, or tracking turned off)."""
 
     def log_round(self, layout: RunLayout, round_index: int) -> None:
         return None
+
+    def close(self) -> None:
+        return None
+
+
+def open_tracker(cfg, enabled: bool = True) -> Tracker:
+    """An ``MlflowTracker`` for the run of ``cfg`` (an ``ExperimentConfig``), or a
+    ``NullTracker`` when tracking is off or MLflow cannot be reached (a warning says how to log
+    the run later): tracking never stops a run, the Parquet files are the record."""
+    if not enabled:
+        return NullTracker()
+    layout = RunLayout.for_run(cfg.output_dir, cfg.experiment, cfg.run_name)
+    try:
+        return MlflowTracker(cfg.model_dump(mode="json"), layout)
+    except Exception as e:  # noqa: BLE001
+        log.warning("MLflow unavailable (%s); log the run later with `pst track %s`",
+                    e, layout.root)
+        return NullTracker()
 
 
 class MlflowTracker:
@@ -147,6 +167,9 @@ class MlflowTracker:
     def _log_file(self, run_id: str, path: Path, artifact_path: str | None) -> None:
         if path.exists():
             self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def close(self) -> None:
+        return None
 
     def finish(self) -> None:
         """Mark the run's MLflow runs finished (after its last round)."""

@@ -16,14 +16,17 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import torch
 
-from pst_core.config import TrainConfig
 from pst_core.models.forward import hidden_at, output_logits, pack_continuations
 from pst_core.models.tokens import encode_continuation, encode_prompt
 from pst_core.progress import progress
+
+if TYPE_CHECKING:
+    from pst_core.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,7 @@ def tokenize_examples(
 def add_adapters(model, cfg: TrainConfig, adapter_dir: Path | None, seed: int):
     """Make ``model`` trainable: new LoRA adapters, the previous round's, or all weights."""
     torch.manual_seed(seed)
-    if cfg.method == "full":
+    if cfg.finetune == "full":
         model.requires_grad_(True)
         return model
     from peft import LoraConfig, PeftModel, get_peft_model

@@ -1,19 +1,22 @@
-"""Shared fixtures: benchmark paths, and tiny random-init models built from configs.
+"""Shared fixtures (tiny random-init models built from configs) and the test tiers.
 
 The tiny models are real transformers models (Llama, Qwen2, Gemma3 architectures) with a real
-BPE tokenizer trained here on benchmark text, saved to disk and loaded through the project's own
-loading code. They answer nonsense, but they exercise every mechanism in seconds on a CPU.
+BPE tokenizer trained here on the project's synthetic word problems, saved to disk and loaded
+through the project's own loading code. They answer nonsense, but they exercise every mechanism
+in seconds on a CPU, without ../shared.
+
+Tiers: plain ``python -m pytest`` runs the unit tier (tests/unit: tiny models, pure functions,
+about a minute); ``python -m pytest --integration`` adds tests/integration (whole runs on tiny
+models, the benchmark copies in ../shared, the real SmolLM2) and tests/flows (Prefect, MLflow,
+servers, a browser). CI runs both.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
 
 CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
@@ -21,25 +24,16 @@ CHATML = (
 )
 
 
-def benchmark_path(name: str) -> Path:
-    path = BENCHMARKS / f"{name}.jsonl"
-    if not path.exists():
-        pytest.skip(f"benchmark copy not found at {path}")
-    return path
-
-
-def read_benchmark(name: str) -> list[dict]:
-    with open(benchmark_path(name), encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
-
-
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    """A 600-token byte-level BPE trained on MultiArith questions, with BOS and ChatML specials."""
+    """A 600-token byte-level BPE trained on the project's synthetic word problems, with BOS
+    and ChatML specials."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    texts = [r["question"] for r in read_benchmark("multiarith")]
+    from pst_core.data.synthetic import generate_problems
+
+    texts = [p.question for p in generate_problems(600, seed=1)]
     texts += ["The answer is 42.", "Question: Answer: Think step by step."]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -109,6 +103,22 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
     """A fresh, empty model cache for tests that must not touch the shared one."""
     monkeypatch.setenv("PST_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--integration", action="store_true",
+                     help="also run tests/integration and tests/flows (whole runs, servers, "
+                     "real models); CI does")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--integration"):
+        return
+    unit = Path(__file__).parent / "unit"
+    deselected = [item for item in items if unit not in Path(item.fspath).parents]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if unit in Path(item.fspath).parents]
 
 
 def pytest_configure(config):

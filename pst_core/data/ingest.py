@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pst_core.config import ColumnMap, DatasetConfig
 from pst_core.data.local import Row, Skips, map_record, read_rows
 from pst_core.data.registry import Benchmark, get_benchmark
+from pst_core.data.spec import ColumnMap, DatasetConfig
 from pst_core.data.synthetic import generate_problems
 from pst_core.errors import DataError
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pst_core.answers import NUMBER, normalize_number
-from pst_core.config import ColumnMap
+from pst_core.data.spec import ColumnMap
 from pst_core.errors import DataError
 
 log = logging.getLogger(__name__)

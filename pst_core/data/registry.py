@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pst_core.config import ColumnMap
+from pst_core.data.spec import ColumnMap
 
 
 @dataclass(frozen=True)

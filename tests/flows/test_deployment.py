@@ -9,8 +9,7 @@ from pathlib import Path
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.flows.conftest import api_call, stop, wait_for
-from tests.integration.test_pipeline_tiny import tiny_config, write_pool
+from tests.helpers import api_call, stop, tiny_config, wait_for, write_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +30,7 @@ def test_schedule_fires_and_ui_style_run_with_override_completes(tmp_path, tiny_
               90, "the deployment to be registered")
         triggered = subprocess.run(
             ["prefect", "deployment", "run", "pst-pipeline/test", "--param",
-             'overrides=["eval.n_samples=3"]', "--watch", "--watch-timeout", "300"],
+             'overrides=["seed=1"]', "--watch", "--watch-timeout", "300"],
             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=360)
         assert triggered.returncode == 0, triggered.stdout[-2000:] + triggered.stderr[-2000:]
 
@@ -46,9 +45,9 @@ def test_schedule_fires_and_ui_style_run_with_override_completes(tmp_path, tiny_
         manual, scheduled = wait_for(completed_runs, 240, "a scheduled run to complete")
     finally:
         stop(served)
-    assert manual[0]["parameters"]["overrides"] == ["eval.n_samples=3"]
+    assert manual[0]["parameters"]["overrides"] == ["seed=1"]
     client = MlflowClient(f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id],
                               filter_string="tags.`pst.kind` = 'pipeline'")
-    params = sorted(r.data.params["eval.n_samples"] for r in runs)
-    assert params == ["2", "3"]  # the scheduled run (config) and the override: two MLflow runs
+    params = sorted(r.data.params["seed"] for r in runs)
+    assert params == ["0", "1"]  # the scheduled run (config) and the override: two MLflow runs

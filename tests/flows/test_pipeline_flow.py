@@ -5,8 +5,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pst_core.config import parse_config
-from pst_core.pipeline import Experiment
-from tests.integration.test_pipeline_tiny import _outputs, tiny_config, write_pool
+from pst_core.runner import Runner
+from tests.helpers import tiny_config, training_outputs, write_pool
 
 
 @pytest.fixture(scope="module")
@@ -17,17 +17,31 @@ def flow_and_plain_runs(tmp_path_factory, tiny_model_dirs, prefect_harness):
     pool = write_pool(tmp / "pool.jsonl", labeled=True)
     plain_cfg = parse_config(tiny_config(tmp / "plain", tiny_model_dirs, pool, rounds=1))
     flow_cfg = parse_config(tiny_config(tmp / "flow", tiny_model_dirs, pool, rounds=1))
-    plain = Experiment(plain_cfg).run()
+    plain = Runner(plain_cfg).run()
     run_dir = pipeline_flow(config=flow_cfg, track=True)
-    return plain, Experiment(flow_cfg).layout, run_dir, flow_cfg
+    return plain, Runner(flow_cfg).layout, run_dir, flow_cfg
 
 
 def test_flow_writes_the_same_tables_as_the_plain_loop(flow_and_plain_runs):
     plain, flowed, run_dir, _ = flow_and_plain_runs
     assert run_dir == str(flowed.root)
-    assert _outputs(flowed, rounds=1) == _outputs(plain, rounds=1)
+    assert training_outputs(flowed, rounds=1) == training_outputs(plain, rounds=1)
     for r in (0, 1):
         assert pq.read_table(flowed.eval(r)).equals(pq.read_table(plain.eval(r)))
+
+
+def test_each_step_is_a_task_named_after_it(flow_and_plain_runs):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        rounds = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=["round 1"])))
+        names = {t.name for t in client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id={"any_": [rounds[-1].id]}))}
+    assert {"round 1: sample questions", "round 1: generate turn 1 llama",
+            "round 1: generate turn 3 gemma", "round 1: score pmi qwen", "round 1: train llama",
+            "round 1: evaluate qwen synthetic-eval", "round 1: collect targets"} <= names
 
 
 def test_mlflow_parent_with_round_and_peer_children(flow_and_plain_runs):
@@ -40,7 +54,7 @@ def test_mlflow_parent_with_round_and_peer_children(flow_and_plain_runs):
         by_kind.setdefault(run.data.tags["pst.kind"], []).append(run)
     assert len(by_kind["pipeline"]) == 1
     parent = by_kind["pipeline"][0]
-    assert parent.data.params["pmi.beta"] == "1.0" and parent.data.params["peers.0.name"] == "llama"
+    assert parent.data.params["method.pmi.beta"] == "1.0" and parent.data.params["peers.0.name"] == "llama"
     assert sorted(r.data.tags["pst.round"] for r in by_kind["round"]) == ["0", "1"]
     assert sorted(r.data.tags["pst.peer"] for r in by_kind["peer"]) == ["gemma", "llama", "qwen"]
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id
@@ -61,10 +75,10 @@ def test_mlflow_parent_with_round_and_peer_children(flow_and_plain_runs):
 
 def test_rerun_skips_finished_work_and_does_not_duplicate_mlflow_runs(flow_and_plain_runs, monkeypatch):
     from flows.pipeline import pipeline_flow
-    from pst_core import pipeline
+    from pst_core.methods import pst
 
     _, layout, _, cfg = flow_and_plain_runs
-    monkeypatch.setattr(pipeline, "answer_turn", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr(pst, "answer_turn", lambda *a, **k: pytest.fail("recomputed"))
     pipeline_flow(config=cfg, track=True)
     client = MlflowClient(f"sqlite:///{layout.root.parents[1].resolve() / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
@@ -81,7 +95,7 @@ def test_a_failing_tracking_server_loses_no_parquet(tmp_path, tiny_model_dirs, p
     pool = write_pool(tmp_path / "pool.jsonl", labeled=True)
     cfg = parse_config(tiny_config(tmp_path, tiny_model_dirs, pool, rounds=0))
     run_dir = pipeline_flow(config=cfg, track=True)
-    layout = Experiment(cfg).layout
+    layout = Runner(cfg).layout
     assert run_dir == str(layout.root)
     assert pq.read_table(layout.eval(0)).num_rows > 0 and layout.metrics(0).exists()
 

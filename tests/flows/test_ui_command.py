@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.conftest import free_port, http_ok, wait_for
+from tests.helpers import free_port, http_ok, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.flows.conftest import api_call, free_port, http_ok, stop, wait_for
-from tests.integration.test_pipeline_tiny import tiny_config, write_pool
+from tests.helpers import api_call, free_port, http_ok, stop, tiny_config, wait_for, write_pool
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ROOT = Path(__file__).resolve().parents[2]

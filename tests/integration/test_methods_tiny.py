@@ -3,19 +3,20 @@
 import pyarrow.parquet as pq
 import pytest
 
-from pst_core import pipeline
+from pst_core import context
 from pst_core.answers import group_answers
 from pst_core.config import parse_config
-from pst_core.pipeline import Experiment
-from tests.integration.test_pipeline_tiny import _outputs, tiny_config, write_pool
+from pst_core.runner import Runner
+from tests.helpers import tiny_config, training_outputs, write_pool
 
 
 def run(tmp_path, model_dirs, method, rounds=1, labeled=True, **changes):
     tmp_path.mkdir(parents=True, exist_ok=True)
     pool = write_pool(tmp_path / f"pool-{labeled}.jsonl", labeled=labeled)
     raw = tiny_config(tmp_path, model_dirs, pool, rounds=rounds, method=method, **changes)
-    raw["majority"] = {"n_samples": 4, "min_agreement": 0.25}
-    return Experiment(parse_config(raw)).run()
+    if method == "majority":
+        raw["method"] = {"name": "majority", "n_samples": 4, "min_agreement": 0.25}
+    return Runner(parse_config(raw)).run()
 
 
 def test_pst_uniform_weights_are_all_one_and_skip_scoring(tmp_path, tiny_model_dirs):
@@ -27,13 +28,13 @@ def test_pst_uniform_weights_are_all_one_and_skip_scoring(tmp_path, tiny_model_d
 
 def test_sept_trains_on_its_own_outputs_with_online_refresh(tmp_path, tiny_model_dirs, monkeypatch):
     loaded = []
-    real_load = pipeline.load_backend
+    real_load = context.load_backend
 
     def spy(peer, checkpoint=None):
         loaded.append((peer.name, checkpoint))
         return real_load(peer, checkpoint)
 
-    monkeypatch.setattr(pipeline, "load_backend", spy)
+    monkeypatch.setattr(context, "load_backend", spy)
     layout = run(tmp_path, tiny_model_dirs, "sept", rounds=2)
     for r in (1, 2):
         responses = pq.read_table(layout.responses(r)).to_pylist()
@@ -80,7 +81,7 @@ def test_no_method_reads_gold_before_evaluation(tmp_path, tiny_model_dirs, metho
     labeled = run(tmp_path / "labeled", tiny_model_dirs, method, labeled=True)
     blind = run(tmp_path / "blind", tiny_model_dirs, method, labeled=False)
     assert pq.read_table(blind.dataset("pool")).column("answer").null_count == 30
-    assert _outputs(labeled, rounds=1) == _outputs(blind, rounds=1)
+    assert training_outputs(labeled, rounds=1) == training_outputs(blind, rounds=1)
 
 
 def test_learners_alone_are_trained_and_evaluated(tmp_path, tiny_model_dirs):

@@ -1,53 +1,16 @@
 """The whole PST loop on tiny random-init peers: artifacts, resume, gold-blindness."""
 
-import json
-from pathlib import Path
 from unittest import mock
 
 import pyarrow.parquet as pq
 import pytest
-from safetensors.torch import load_file
 
 from pst_core.config import parse_config
-from pst_core.data.synthetic import generate_problems
-from pst_core.pipeline import Experiment
+from pst_core.runner import Runner
+from tests.helpers import tiny_config, training_outputs, write_pool
 
 ARTIFACTS = ["responses.parquet", "aggregates.parquet", "pmi.parquet", "train_log.parquet",
              "eval.parquet", "metrics.parquet"]
-
-
-def tiny_config(tmp_path: Path, model_dirs: dict, pool: Path, **changes) -> dict:
-    cfg = {
-        "experiment": "tiny", "seed": 0, "rounds": 2, "questions_per_round": 6,
-        "output_dir": str(tmp_path / "runs"),
-        "data": {
-            "pool": {"name": "pool", "path": str(pool), "columns": {"id": "id"}},
-            "eval": [{"name": "synthetic-eval", "benchmark": "synthetic",
-                      "synthetic": {"n": 40}, "limit": 3}],
-        },
-        "peers": [
-            {"name": "llama", "source": str(model_dirs["llama"]), "dtype": "float32"},
-            {"name": "qwen", "source": str(model_dirs["qwen2"]), "dtype": "float32"},
-            {"name": "gemma", "source": str(model_dirs["gemma3"]), "dtype": "float32",
-             "prompt_format": "fewshot"},
-        ],
-        "generation": {"max_new_tokens": 12},
-        "train": {"num_epochs": 1, "batch_size": 2, "gradient_accumulation_steps": 1,
-                  "lora_r": 4, "learning_rate": 1e-3},
-        "eval": {"max_new_tokens": 8, "n_samples": 2},
-    }
-    cfg.update(changes)
-    return cfg
-
-
-def write_pool(path: Path, labeled: bool) -> Path:
-    with open(path, "w", encoding="utf-8") as f:
-        for row in generate_problems(30, seed=3):
-            record = {"id": row.id, "question": row.question}
-            if labeled:
-                record["answer"] = row.answer
-            f.write(json.dumps(record) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +18,7 @@ def finished_run(tmp_path_factory, tiny_model_dirs):
     tmp = tmp_path_factory.mktemp("pipeline")
     pool = write_pool(tmp / "pool.jsonl", labeled=True)
     cfg = parse_config(tiny_config(tmp, tiny_model_dirs, pool))
-    Experiment(cfg).run()
-    return cfg, Experiment(cfg).layout
+    return cfg, Runner(cfg).run()
 
 
 def test_every_artifact_is_written(finished_run):
@@ -95,31 +57,14 @@ def test_peer_prompts_show_earlier_answers(finished_run):
     assert "Student 1: " + first["response"].strip() in later["prompt"]
 
 
-def _outputs(layout, rounds=2):
-    """Everything the training side produced, minus the gold audit columns and wall times."""
-    out = {}
-    for r in range(1, rounds + 1):
-        for name in ("responses", "pmi", "train_log", "aggregates", "targets"):
-            path = layout.round_dir(r) / f"{name}.parquet"
-            if path.exists():
-                table = pq.read_table(path)
-                if "gold_match" in table.column_names:
-                    table = table.drop(["gold_match"])
-                out[(r, name)] = table.to_pylist()
-        for peer in ("llama", "qwen", "gemma"):
-            weights = load_file(layout.checkpoint(r, peer) / "adapter_model.safetensors")
-            out[(r, peer)] = {k: v.tolist() for k, v in sorted(weights.items())}
-    return out
-
-
 def test_training_never_reads_gold(tmp_path, tiny_model_dirs, finished_run):
     """Same run on a pool whose answer column was removed: identical training-side outputs."""
     cfg, layout = finished_run
     pool = write_pool(tmp_path / "pool.jsonl", labeled=False)
     blind = parse_config(tiny_config(tmp_path, tiny_model_dirs, pool))
-    blind_layout = Experiment(blind).run()
+    blind_layout = Runner(blind).run()
     assert pq.read_table(blind_layout.dataset("pool")).column("answer").null_count == 30
-    assert _outputs(blind_layout) == _outputs(layout)
+    assert training_outputs(blind_layout) == training_outputs(layout)
     audit = pq.read_table(blind_layout.aggregates(1)).column("gold_match")
     assert audit.null_count == len(audit)
 
@@ -139,13 +84,12 @@ def test_resume_after_interruption_gives_the_same_tables(tmp_path, tiny_model_di
 
     with mock.patch("pst_core.train.train_peer", side_effect=crash_on_second_peer_of_round_2):
         with pytest.raises(KeyboardInterrupt):
-            Experiment(cfg).run()
-    resumed = Experiment(cfg)
-    with mock.patch("pst_core.pipeline.answer_turn", side_effect=AssertionError("recomputed")):
-        resumed.run()  # generation of rounds 1-2 is done: it must not run again
-    assert _outputs(resumed.layout) == _outputs(layout)
+            Runner(cfg).run()
+    with mock.patch("pst_core.methods.pst.answer_turn", side_effect=AssertionError("recomputed")):
+        resumed = Runner(cfg).run()  # generation of rounds 1-2 is done: it must not run again
+    assert training_outputs(resumed) == training_outputs(layout)
     for r in range(3):
-        assert pq.read_table(resumed.layout.eval(r)).to_pylist() == pq.read_table(layout.eval(r)).to_pylist()
+        assert pq.read_table(resumed.eval(r)).to_pylist() == pq.read_table(layout.eval(r)).to_pylist()
 
 
 def test_resumed_evaluation_keeps_finished_benchmarks_and_their_times(tmp_path, tiny_model_dirs):
@@ -167,8 +111,8 @@ def test_resumed_evaluation_keeps_finished_benchmarks_and_their_times(tmp_path, 
 
     with mock.patch("pst_core.evaluate.evaluate_peer", side_effect=crash_on_second):
         with pytest.raises(KeyboardInterrupt):
-            Experiment(cfg).run()
-        layout = Experiment(cfg).run()
+            Runner(cfg).run()
+        layout = Runner(cfg).run()
     assert benchmarks == ["first", "second", "second"]  # the finished benchmark is not redone
     names = {m["name"] for m in pq.read_table(layout.metrics(0)).to_pylist()}
     assert {"wall_s/eval/first", "wall_s/eval/second"} <= names
@@ -177,12 +121,11 @@ def test_resumed_evaluation_keeps_finished_benchmarks_and_their_times(tmp_path, 
 def test_options_consistency_order_final_aggregate_full_finetuning(tmp_path, tiny_model_dirs):
     pool = write_pool(tmp_path / "pool.jsonl", labeled=True)
     raw = tiny_config(tmp_path, tiny_model_dirs, pool, rounds=1)
-    raw["generation"] |= {"order": "consistency", "consistency_questions": 2,
-                          "consistency_samples": 2}
-    raw["aggregate"] = {"method": "final"}
-    raw["train"] |= {"method": "full"}
-    raw["pmi"] = {"beta": 0.0}
-    layout = Experiment(parse_config(raw)).run()
+    raw["method"] = {"name": "pst", "order": "consistency", "consistency_questions": 2,
+                     "consistency_samples": 2, "aggregate": {"rule": "final"},
+                     "pmi": {"beta": 0.0}}
+    raw["train"] |= {"finetune": "full"}
+    layout = Runner(parse_config(raw)).run()
     ranking = pq.read_table(layout.round_dir(1) / "consistency.parquet").to_pylist()
     order = [r["peer"] for r in sorted(ranking, key=lambda r: -r["consistency"])]
     responses = pq.read_table(layout.responses(1)).to_pylist()
@@ -194,3 +137,32 @@ def test_options_consistency_order_final_aggregate_full_finetuning(tmp_path, tin
     assert set(pq.read_table(layout.pmi(1)).column("weight").to_pylist()) <= {1.0}
     for peer in ("llama", "qwen", "gemma"):
         assert (layout.checkpoint(1, peer) / "model.safetensors").exists()
+
+
+def test_more_evaluation_resumes_the_run_and_evaluates_only_what_is_missing(
+        tmp_path, tiny_model_dirs):
+    pool = write_pool(tmp_path / "pool.jsonl", labeled=True)
+    raw = tiny_config(tmp_path, tiny_model_dirs, pool, rounds=1, learners=["qwen"])
+    first = Runner(parse_config(raw)).run()
+    real_evaluate = __import__("pst_core.evaluate", fromlist=["evaluate_peer"]).evaluate_peer
+    asked = []
+
+    def spy(questions, *args, gap_questions, **kwargs):
+        asked.append((kwargs["round_index"], questions.num_rows, gap_questions.num_rows))
+        return real_evaluate(questions, *args, gap_questions=gap_questions, **kwargs)
+
+    raw["eval"] = raw["eval"] | {"limit": 5}
+    with mock.patch("pst_core.evaluate.evaluate_peer", side_effect=spy), \
+            mock.patch("pst_core.methods.pst.answer_turn", side_effect=AssertionError("retrained")):
+        again = Runner(parse_config(raw)).run()
+    assert again.root == first.root  # the same experiment: no new run directory
+    assert asked == [(0, 2, 2), (1, 2, 2)]  # the 2 new questions, greedy and sampled
+    for r in (0, 1):
+        evals = pq.read_table(again.eval(r)).to_pylist()
+        assert len({x["question_id"] for x in evals if x["kind"] == "greedy"}) == 5
+        assert len([x for x in evals if x["kind"] == "sample"]) == 5 * 2
+    metrics = {m["name"]: m["value"] for m in pq.read_table(again.metrics(1)).to_pylist()
+               if m["peer"] == "qwen" and m["benchmark"]}
+    assert metrics["n_questions"] == 5
+    raw["train"] = raw["train"] | {"lora_r": 2}
+    assert Runner(parse_config(raw)).layout.root != first.root  # training changed: a new run

@@ -11,8 +11,7 @@ from pst_core.models.hf import TransformersBackend
 from pst_core.models.offline import fetch_offline_model
 from pst_core.models.source import load_model
 from pst_core.prompts import solo_prompt
-from tests.conftest import benchmark_path, read_benchmark
-from tests.unit.test_backend_hf import naive_logprobs
+from tests.helpers import benchmark_path, naive_logprobs, read_benchmark
 
 pytestmark = pytest.mark.real_model
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,22 +9,12 @@ from pst_core.models.hf import TransformersBackend
 from pst_core.models.source import load_model
 from pst_core.models.tokens import encode_continuation
 from pst_core.prompts import solo_prompt
+from tests.helpers import naive_logprobs
 
 
 def _backend(path, batch_size=4, dtype="float32"):
     model, tok = load_model(str(path), dtype=dtype, device="cpu")
     return TransformersBackend(model, tok, name="tiny", batch_size=batch_size)
-
-
-def naive_logprobs(backend, context: str, continuation: str) -> torch.Tensor:
-    """Reference: full-vocabulary logits at every position, one unpadded sequence."""
-    ctx = backend.encode(context)
-    cont = encode_continuation(backend.tokenizer, continuation)
-    ids = torch.tensor([ctx + cont])
-    with torch.no_grad():
-        logits = backend.model(input_ids=ids).logits[0].float()
-    logp = logits.log_softmax(-1)
-    return torch.stack([logp[len(ctx) - 1 + i, t] for i, t in enumerate(cont)])
 
 
 PAIRS = [

@@ -14,7 +14,7 @@ from pst_core.train import add_adapters
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_checkpoint_round_trip(tmp_path, tiny_llama_dir, method):
     model, tokenizer = load_model(str(tiny_llama_dir), dtype="float32", device="cpu")
-    model = add_adapters(model, TrainConfig(method=method, lora_r=4), None, seed=0)
+    model = add_adapters(model, TrainConfig(finetune=method, lora_r=4), None, seed=0)
     with torch.no_grad():  # move the weights off the base model so loading must apply them
         for p in model.parameters():
             if p.requires_grad:

@@ -30,14 +30,18 @@ peers: [{name: a, source: smollm2-135m-instruct}, {name: b, source: gemma3-270m}
 
 
 def test_unknown_key_names_its_path(tmp_path):
-    path = _write(tmp_path, BASE + "pmi: {betta: 1}\n")
-    with pytest.raises(ConfigError, match=r"c\.yaml: pmi\.betta: unknown field"):
+    path = _write(tmp_path, BASE + "method: {pmi: {betta: 1}}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: method\.pmi\.betta: unknown field"):
         load_config(path)
+    moved = _write(tmp_path, BASE + "method: {name: pst}\npmi: {beta: 1}\n")
+    with pytest.raises(ConfigError, match=r"pmi: moved into the method section: write it as "
+                                          r"method\.pmi"):
+        load_config(moved)
 
 
 def test_bad_value_names_path_and_value(tmp_path):
-    path = _write(tmp_path, BASE + "pmi: {beta: -1}\n")
-    with pytest.raises(ConfigError, match=r"pmi\.beta: Input should be greater than or equal to 0 \(got -1\)"):
+    path = _write(tmp_path, BASE + "method: {name: pst, pmi: {beta: -1}}\n")
+    with pytest.raises(ConfigError, match=r"method\.pmi\.beta: Input should be greater than or equal to 0 \(got -1\)"):
         load_config(path)
 
 
@@ -57,8 +61,9 @@ def test_all_errors_on_one_line(tmp_path):
 
 def test_overrides(tmp_path):
     path = _write(tmp_path, BASE)
-    cfg = load_config(path, ["pmi.beta=0.5", "peers.0.batch_size=4", "train.method=full"])
-    assert (cfg.pmi.beta, cfg.peers[0].batch_size, cfg.train.method) == (0.5, 4, "full")
+    cfg = load_config(path, ["method.pmi.beta=0.5", "peers.0.batch_size=4", "train.finetune=full"])
+    assert (cfg.method.pmi.beta, cfg.peers[0].batch_size, cfg.train.finetune) == (0.5, 4, "full")
+    assert load_config(path, ["method=sept", "method.temperature=0.1"]).method.temperature == 0.1
     with pytest.raises(ConfigError, match="not an index"):
         load_config(path, ["peers.3.batch_size=4"])
 
@@ -68,6 +73,10 @@ def test_run_name_is_a_stable_hash_of_the_config(tmp_path):
     a, b = load_config(path), load_config(path, ["output_dir=elsewhere"])
     c = load_config(path, ["seed=1"])
     assert a.run_name == b.run_name != c.run_name
+    # Evaluation settings do not make another experiment: the same run evaluates more.
+    evaluated = load_config(path, ["eval.limit=9", "data.eval=[{name: e, benchmark: synthetic}]"])
+    assert evaluated.run_name == a.run_name
+    assert load_config(path, ["train.lora_r=4"]).run_name != a.run_name
     assert load_config(path, ["run=mine"]).run_name == "mine"
 
 
@@ -81,7 +90,7 @@ def test_method_requirements(tmp_path):
     one_peer = BASE.replace(", {name: b, source: gemma3-270m}", "")
     with pytest.raises(ConfigError, match="config: method pst needs at least 2 peers, got 1"):
         load_config(_write(tmp_path, one_peer))
-    assert load_config(_write(tmp_path, one_peer + "method: sept\n")).method == "sept"
+    assert load_config(_write(tmp_path, one_peer + "method: sept\n")).method.name == "sept"
     with pytest.raises(ConfigError, match="method base trains nothing: set rounds: 0"):
         load_config(_write(tmp_path, BASE + "method: base\n"))
 
@@ -95,7 +104,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_every_field_is_described():
     rows = describe_fields()
-    assert {"pmi.beta", "peers[].source", "data.pool.columns.question", "train.lora_r"} <= {
+    assert {"method.pmi.beta", "method.temperatures", "peers[].source", "data.pool.columns.question", "train.lora_r"} <= {
         r[0] for r in rows
     }
     assert all(r[3] for r in rows if r[0].count(".") or r[0] in ("experiment", "seed")), [
@@ -115,7 +124,7 @@ def test_include_merges_sections_and_replaces_lists(tmp_path):
     variant.write_text("include: _common.yaml\nmethod: sept\neval:\n  limit: 7\n"
                        "peers: [{name: c, source: gemma3-270m}]\n")
     cfg = load_config(variant)
-    assert (cfg.method, cfg.eval.n_samples, cfg.eval.limit) == ("sept", 3, 7)
+    assert (cfg.method.name, cfg.eval.n_samples, cfg.eval.limit) == ("sept", 3, 7)
     assert [p.name for p in cfg.peers] == ["c"]
     (tmp_path / "loop.yaml").write_text("include: loop.yaml\n")
     with pytest.raises(ConfigError, match=r"loop.yaml: include: loop.yaml includes itself"):
@@ -129,3 +138,15 @@ def test_learners_must_be_peers(tmp_path):
     with pytest.raises(ConfigError, match="learners nobody are not peer names"):
         load_config(_write(tmp_path, BASE + "learners: [nobody]\n"))
     assert load_config(_write(tmp_path, BASE + "learners: [b]\n")).learner_names == ["b"]
+
+
+def test_configs_of_the_first_layout_still_load(tmp_path):
+    """Run directories written before methods were sections (``pst compare`` reads them)."""
+    old = BASE + ("method: majority\nmajority: {n_samples: 6}\nsept: {temperature: 0.1}\n"
+                  "aggregate: {method: final}\ntrain: {method: full}\n")
+    cfg = load_config(_write(tmp_path, old))
+    assert (cfg.method.name, cfg.method.n_samples, cfg.train.finetune) == ("majority", 6, "full")
+    pst = load_config(_write(tmp_path, BASE + "aggregate: {method: final}\npmi: {beta: 2}\n"
+                                      "generation: {order: rotate, max_new_tokens: 9}\n"))
+    assert (pst.method.aggregate.rule, pst.method.pmi.beta, pst.method.order) == ("final", 2, "rotate")
+    assert pst.generation.max_new_tokens == 9

@@ -58,7 +58,7 @@ def test_full_fine_tuning_and_determinism(tiny_llama_dir):
     results = []
     for _ in range(2):
         model, tokenizer = load_model(str(tiny_llama_dir), dtype="float32", device="cpu")
-        cfg = TrainConfig(method="full", num_epochs=1, batch_size=2, learning_rate=1e-3)
+        cfg = TrainConfig(finetune="full", num_epochs=1, batch_size=2, learning_rate=1e-3)
         model = add_adapters(model, cfg, None, seed=1)
         log = train_peer(model, tokenizer, ["a? ", "b? ", "c? "], ["1", "2", "3"], [1, 1, 1],
                          cfg, peer="t", seed=1)
@@ -97,11 +97,11 @@ def _train(model_dir, n_examples, **changes):
 def test_splitting_a_step_into_micro_batches_leaves_the_update_unchanged(
     tiny_llama_dir, method, n_examples, splits
 ):
-    runs = [_train(tiny_llama_dir, n_examples, method=method, num_epochs=2, batch_size=b,
+    runs = [_train(tiny_llama_dir, n_examples, finetune=method, num_epochs=2, batch_size=b,
                    gradient_accumulation_steps=a) for b, a in splits]
     (log, reference), others = runs[0], runs[1:]
     assert log.column("n_examples").to_pylist() == [n_examples, n_examples]
-    assert not torch.allclose(reference, _train(tiny_llama_dir, 0, method=method)[1])  # it moved
+    assert not torch.allclose(reference, _train(tiny_llama_dir, 0, finetune=method)[1])  # it moved
     for other_log, weights in others:
         torch.testing.assert_close(weights, reference, rtol=0, atol=ATOL)
         for column in ("loss", "weighted_loss", "lr", "n_examples", "n_target_tokens"):

@@ -1,0 +1,27 @@
+"""The methods, as data: each is a config section that declares its rounds' steps and how it
+makes training targets (``pst_core.methods.method.Method``). ``REGISTRY`` lists them in the
+order reports show them; the experiment config's ``method`` section is one of them, told apart
+by ``name``. Adding a method: a new module here, and one line below.
+"""
+
+from typing import Annotated, Union
+
+from pydantic import Field
+
+from pst_core.methods.base import Base
+from pst_core.methods.majority import Majority
+from pst_core.methods.method import Method
+from pst_core.methods.pst import PST, PSTUniform
+from pst_core.methods.sept import SePT
+
+REGISTRY: dict[str, type[Method]] = {
+    "base": Base,
+    "pst": PST,
+    "pst-uniform": PSTUniform,
+    "sept": SePT,
+    "majority": Majority,
+}
+
+MethodConfig = Annotated[Union[tuple(REGISTRY.values())], Field(discriminator="name")]  # noqa: UP007
+
+__all__ = ["REGISTRY", "Method", "MethodConfig"]

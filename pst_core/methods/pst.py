@@ -1,0 +1,287 @@
+"""``pst`` (DESIGN.md steps 1-4) and its ablation ``pst-uniform``.
+
+Peers answer each question in turn, each seeing the earlier answers (``pst_core.peers``); the
+aggregate a* of their responses is every learner's target (``pst_core.aggregate``); for ``pst``
+the PMI between each peer's response and a* sets that peer's weight (``pst_core.pmi``), for
+``pst-uniform`` every weight is 1 (it isolates what the PMI weights do).
+
+The turns of one answering position are independent steps (different peers, different
+questions); positions run in order. Under ``order: config`` each position has one peer; under
+``rotate`` or ``consistency`` every peer gets a step per position (one with no questions there
+writes an empty part without loading its model), so the plan never depends on a model's output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, model_validator
+
+from pst_core.aggregate import AGGREGATES_SCHEMA, REJECTED_SCHEMA, aggregate_responses, audit_gold
+from pst_core.generate import RESPONSES_SCHEMA
+from pst_core.methods.method import Method
+from pst_core.models.backend import SamplingParams
+from pst_core.models.loading import load_backend
+from pst_core.models.spec import PeerConfig
+from pst_core.peers import (
+    answer_turn,
+    earlier_responses,
+    order_peers,
+    rank_by_consistency,
+    turn_questions,
+)
+from pst_core.pmi import PMI_SCHEMA, score_pmi, weigh
+from pst_core.section import Section
+from pst_core.steps import Collect, CollectResponses, Step, round_sample
+from pst_core.store import read_table, write_table
+from pst_core.targets import aggregate_targets
+
+if TYPE_CHECKING:
+    from pst_core.config import ExperimentConfig
+    from pst_core.context import RunContext
+
+
+class AggregateConfig(Section):
+    rule: Literal["vote", "final"] = Field(
+        "vote",
+        description="vote: majority over the peers' extracted answers, ties to the later peer; "
+        "final: the last peer's response.",
+    )
+    representative: Literal["latest", "earliest"] = Field(
+        "latest",
+        description="vote: which response carrying the winning answer becomes the target: the "
+        "latest (DESIGN.md) or the earliest (keeps the first solver's full working when later "
+        "peers only restate its answer).",
+    )
+
+
+class PMIConfig(Section):
+    scorer: str | None = Field(
+        None, description="Model source of a fixed scorer; null: each peer scores itself."
+    )
+    reduction: Literal["mean", "sum"] = Field(
+        "mean", description="Reduce the aggregate's token log-probs by mean or sum."
+    )
+    beta: float = Field(1.0, ge=0, description="Weight temperature; 0 gives uniform weights.")
+    standardize: Literal["z", "raw"] = Field(
+        "z", description="z: standardize PMI per peer and round before weighting; raw: use PMI."
+    )
+    w_min: float = Field(0.2, gt=0, description="Lower clip of a weight (before normalizing).")
+    w_max: float = Field(5.0, gt=0, description="Upper clip of a weight (before normalizing).")
+
+    @model_validator(mode="after")
+    def _clip_order(self) -> PMIConfig:
+        if self.w_min > self.w_max:
+            raise ValueError(f"w_min ({self.w_min}) must be <= w_max ({self.w_max})")
+        return self
+
+
+class PeerRounds(Method):
+    """What ``pst`` and ``pst-uniform`` share: the answering order, the turns, the aggregate."""
+
+    order: Literal["config", "rotate", "consistency"] = Field(
+        "config",
+        description="Peer order: config order; rotate per question; or consistency (most "
+        "self-consistent peer first, a label-free ranking).",
+    )
+    consistency_questions: int = Field(
+        16, gt=0, description="Pool questions used to rank peers when order is consistency."
+    )
+    consistency_samples: int = Field(
+        4, ge=2, description="Samples per question used to rank peers when order is consistency."
+    )
+    aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
+
+    def check(self, cfg: ExperimentConfig) -> str | None:
+        if len(cfg.peers) < 2:
+            return f"method {self.name} needs at least 2 peers, got {len(cfg.peers)}"
+        return None
+
+    def before_sample(self, cfg: ExperimentConfig, r: int) -> list[list[Step]]:
+        return [[RankConsistency(round=r)]] if self.order == "consistency" else []
+
+    def answering_orders(self, ctx: RunContext, r: int, ids: list[str]) -> dict[str, list[str]]:
+        ranking = None
+        if self.order == "consistency":
+            table = read_table(RankConsistency(round=r).output(ctx), CONSISTENCY_SCHEMA)
+            scores = dict(zip(table.column("peer").to_pylist(),
+                              table.column("consistency").to_pylist()))
+            ranking = sorted(ctx.peers, key=lambda p: -scores[p])  # stable: config order on ties
+        return order_peers(list(ctx.peers), ids, self.order, r, ranking)
+
+    def turn_peers(self, cfg: ExperimentConfig, position: int) -> list[str]:
+        """The peers that may answer at ``position`` (known without running anything)."""
+        names = [p.name for p in cfg.peers]
+        return [names[position]] if self.order == "config" else names
+
+    def generation_steps(self, cfg: ExperimentConfig, r: int) -> list[list[Step]]:
+        turns = [[GenerateTurn(round=r, position=pos, peer=p) for p in self.turn_peers(cfg, pos)]
+                 for pos in range(len(cfg.peers))]
+        parts = tuple(step.part for wave in turns for step in wave)
+        return [*turns, [CollectResponses(round=r, parts=parts)], [Aggregate(round=r)]]
+
+
+class PST(PeerRounds):
+    """Peers answer in turn; their aggregate is every target, weighted by PMI."""
+
+    name: Literal["pst"] = "pst"
+    pmi: PMIConfig = Field(default_factory=PMIConfig)
+
+    def generation_steps(self, cfg: ExperimentConfig, r: int) -> list[list[Step]]:
+        learners = cfg.learner_names
+        return [*super().generation_steps(cfg, r),
+                [ScorePMI(round=r, peer=p) for p in learners],
+                [Collect(round=r, table="pmi", schema=PMI_SCHEMA,
+                         parts=tuple(f"pmi_{p}" for p in learners))]]
+
+    def targets(self, ctx: RunContext, r: int, peer: str) -> pa.Table:
+        pmi = read_table(ctx.part(r, f"pmi_{peer}"), PMI_SCHEMA)
+        weights = dict(zip(pmi.column("question_id").to_pylist(),
+                           pmi.column("weight").to_pylist()))
+        return aggregate_targets(read_table(ctx.layout.aggregates(r), AGGREGATES_SCHEMA), peer,
+                                 weights)
+
+
+class PSTUniform(PeerRounds):
+    """PST with uniform weights: no PMI scoring (isolates what the weights do)."""
+
+    name: Literal["pst-uniform"] = "pst-uniform"
+
+    def targets(self, ctx: RunContext, r: int, peer: str) -> pa.Table:
+        return aggregate_targets(read_table(ctx.layout.aggregates(r), AGGREGATES_SCHEMA), peer,
+                                 None)
+
+
+CONSISTENCY_SCHEMA = pa.schema([pa.field("peer", pa.string(), nullable=False),
+                                pa.field("consistency", pa.float64(), nullable=False)])
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankConsistency(Step):
+    """Peers by label-free self-consistency on the first questions of the round's sample."""
+
+    kind: ClassVar[str] = "rank-consistency"
+
+    def output(self, ctx: RunContext) -> Path:
+        return ctx.layout.round_dir(self.round) / "consistency.parquet"
+
+    def timing(self) -> str:
+        return "consistency"
+
+    def run(self, ctx: RunContext) -> None:
+        method, gen, r = ctx.cfg.method, ctx.cfg.generation, self.round
+        # One budget for all peers here: the ranking compares them on equal terms.
+        params = SamplingParams(max_new_tokens=gen.max_new_tokens,
+                                temperature=gen.temperature or 0.7, top_p=gen.top_p,
+                                n=method.consistency_samples, seed=ctx.cfg.seed + r)
+        scores = rank_by_consistency(
+            round_sample(ctx, r).slice(0, method.consistency_questions), list(ctx.peers),
+            lambda name: load_backend(ctx.peers[name], ctx.checkpoint(name, r - 1)),
+            params, {n: p.prompt_format for n, p in ctx.peers.items()}, ctx.cfg.answers.rules,
+        )
+        table = pa.table({"peer": list(scores), "consistency": list(scores.values())})
+        write_table(table, self.output(ctx), CONSISTENCY_SCHEMA)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateTurn(Step):
+    """``peer`` answers its questions at ``position``, seeing the earlier positions' answers."""
+
+    kind: ClassVar[str] = "generate-turn"
+    position: int
+    peer: str
+
+    @property
+    def part(self) -> str:
+        return f"turn{self.position}_{self.peer}"
+
+    def output(self, ctx: RunContext) -> Path:
+        return ctx.part(self.round, self.part)
+
+    def timing(self) -> str:
+        return f"generate/turn{self.position}"
+
+    def _label_parts(self) -> list[str]:
+        return [str(self.position + 1), self.peer]
+
+    def run(self, ctx: RunContext) -> None:
+        r, config = self.round, ctx.peers[self.peer]
+        questions = ctx.questions(r)
+        ids = questions.column("id").to_pylist()
+        mine = turn_questions(dict(zip(ids, questions.column("order").to_pylist())),
+                              self.position, self.peer)
+        if not mine:  # another peer holds this position everywhere: nothing to load
+            write_table(RESPONSES_SCHEMA.empty_table(), self.output(ctx), RESPONSES_SCHEMA)
+            return
+        method = ctx.cfg.method
+        earlier = [read_table(ctx.part(r, GenerateTurn(round=r, position=pos, peer=p).part),
+                              RESPONSES_SCHEMA)
+                   for pos in range(self.position) for p in method.turn_peers(ctx.cfg, pos)]
+        with ctx.backend(config, ctx.checkpoint(self.peer, r - 1)) as backend:
+            table = answer_turn(
+                questions, mine, earlier_responses(earlier, ids), backend,
+                ctx.sampling(self.peer, r), position=self.position, peer=self.peer,
+                model=config.source, prompt_format=config.prompt_format,
+                rules=ctx.cfg.answers.rules,
+            )
+        write_table(table, self.output(ctx), RESPONSES_SCHEMA)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Aggregate(Step):
+    """One target a* per question (``aggregates.parquet``), the dropped ones with a reason."""
+
+    kind: ClassVar[str] = "aggregate"
+    retries: ClassVar[int] = 0
+
+    def output(self, ctx: RunContext) -> Path:
+        return ctx.layout.aggregates(self.round)
+
+    def timing(self) -> str:
+        return "aggregate"
+
+    def run(self, ctx: RunContext) -> None:
+        rule = ctx.cfg.method.aggregate
+        responses = read_table(ctx.layout.responses(self.round), RESPONSES_SCHEMA)
+        aggregates, rejected = aggregate_responses(responses, rule.rule, rule.representative)
+        write_table(rejected, ctx.layout.round_dir(self.round) / "rejected.parquet",
+                    REJECTED_SCHEMA)
+        audited = audit_gold(aggregates, ctx.dataset(ctx.cfg.data.pool),
+                             ctx.cfg.answers.multi_answer)
+        write_table(audited, self.output(ctx), AGGREGATES_SCHEMA)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScorePMI(Step):
+    """PMI and weights of one peer's responses (weights are normalized per peer and round)."""
+
+    kind: ClassVar[str] = "score-pmi"
+    peer: str
+
+    def output(self, ctx: RunContext) -> Path:
+        return ctx.part(self.round, f"pmi_{self.peer}")
+
+    def timing(self) -> str:
+        return "score"
+
+    def run(self, ctx: RunContext) -> None:
+        pmi_cfg, r = ctx.cfg.method.pmi, self.round
+        responses = read_table(ctx.layout.responses(r), RESPONSES_SCHEMA)
+        mine = responses.filter(pc.equal(responses.column("peer"), self.peer))
+        if pmi_cfg.scorer is None:
+            scorer, checkpoint = ctx.peers[self.peer], ctx.checkpoint(self.peer, r - 1)
+        else:
+            scorer, checkpoint = PeerConfig(name="scorer", source=pmi_cfg.scorer), None
+        with ctx.backend(scorer, checkpoint) as backend:
+            table = score_pmi(
+                ctx.questions(r), mine, read_table(ctx.layout.aggregates(r), AGGREGATES_SCHEMA),
+                lambda _peer: backend, prompt_formats={self.peer: scorer.prompt_format},
+                scorer_name=lambda _peer: pmi_cfg.scorer or self.peer,
+                reduction=pmi_cfg.reduction,
+            )
+        weighted = weigh(table, pmi_cfg.beta, pmi_cfg.w_min, pmi_cfg.w_max, pmi_cfg.standardize)
+        write_table(weighted, self.output(ctx), PMI_SCHEMA)

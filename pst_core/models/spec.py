@@ -1,0 +1,48 @@
+"""Which model a peer is and how it runs: source, prompt format, backend, dtype, device.
+
+The section of each ``peers[]`` entry (``pst_core.config`` assembles it into the experiment
+config); kept here so that code below the config (a fixed PMI scorer, ``pst generate``) can
+build one without importing the whole experiment config.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from pst_core.section import NAME_PATTERN, Section
+
+
+class PeerConfig(Section):
+    name: str = Field(..., pattern=NAME_PATTERN, description="Short name used in tables and paths.")
+    source: str = Field(
+        ...,
+        description="Model source: an offline packaged model (`pst models list`), a Hub id "
+        "(org/name), a local model directory, or a .gguf file.",
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    prompt_format: Literal["auto", "chat", "fewshot"] = Field(
+        "auto",
+        description="chat: the model's chat template; fewshot: a plain few-shot prompt for base "
+        "models; auto: chat when the tokenizer has a chat template.",
+    )
+    backend: Literal["transformers", "vllm"] = Field(
+        "transformers", description="Inference backend (vllm needs a GPU and the gpu extra)."
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="Weights dtype; auto: bf16 where the device supports it, else fp32."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where to run the model; auto: cuda when available."
+    )
+    batch_size: int = Field(16, gt=0, description="Prompts per generation/scoring batch.")
+    max_new_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="This peer's token budget, overriding generation.max_new_tokens and "
+        "eval.max_new_tokens (cut a weak model that rambles shorter).",
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow Hub models to run their own code (off unless set)."
+    )

@@ -1,0 +1,14 @@
+"""The base of every config section: typed, frozen, unknown keys refused.
+
+Its own tiny module so that the sections that live beside the code they configure (dataset specs
+in ``pst_core.data.spec``, each method's section in ``pst_core.methods``) need not import
+``pst_core.config``, which assembles them.
+"""
+
+from pydantic import BaseModel, ConfigDict
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
