@@ -5,11 +5,14 @@ scorer. ``p(a* | x)`` scores the aggregate after the solo prompt; ``p(a* | x, y_
 peer prompt that shows y_k as an earlier answer, so the only difference between the two contexts
 is y_k. Log-probs are reduced per token (mean, default) or summed.
 
-Weights: w_k = clip(exp(-beta * z_k), w_min, w_max), normalized to mean 1 over the peer's
-examples in the round, with z_k the PMI standardized over those examples (``standardize: z``) or
-the raw PMI (``raw``). High PMI (the response already predicts the aggregate) gives a small
-update, low PMI a large one; beta = 0 gives uniform weights. Measured here: raw mean-token PMI
-had a std of 0.2, so exp(-PMI) spread weights only over 0.3-1.2; z-scores make beta unit-free.
+Weights: with s_k the PMI standardized over the peer's examples in the round (``standardize:
+z``) or the raw PMI (``raw``), ``transform: exp`` gives w_k = clip(exp(-beta * s_k), w_min,
+w_max) (our choice) and ``sigmoid`` gives w_k = 2 * sigmoid(-beta * s_k) (the third-party reading
+of the paper: a sigmoid of PMI; bounded in (0, 2), so not clipped); either is then normalized to
+mean 1 over the peer's examples. High PMI (the response already predicts the aggregate) gives a
+small update, low PMI a large one; beta = 0 gives uniform weights. Measured here: raw mean-token
+PMI had a std of 0.2, so exp(-PMI) spread weights only over 0.3-1.2; z-scores make beta
+unit-free.
 """
 
 from __future__ import annotations
@@ -94,12 +97,15 @@ def _reduce(score, reduction: str) -> float:
 
 
 def pmi_weights(
-    pmi: Sequence[float], beta: float, w_min: float, w_max: float, standardize: str = "z"
+    pmi: Sequence[float], beta: float, w_min: float, w_max: float, standardize: str = "z",
+    transform: str = "exp",
 ) -> tuple[list[float], list[float]]:
     """(z, weights) for one peer's examples of one round.
 
     Example:
         >>> pmi_weights([0.0, 1.0], beta=0.0, w_min=0.2, w_max=5.0)[1]
+        [1.0, 1.0]
+        >>> pmi_weights([0.0, 1.0], beta=0.0, w_min=0.2, w_max=5.0, transform="sigmoid")[1]
         [1.0, 1.0]
     """
     if not pmi:
@@ -108,17 +114,24 @@ def pmi_weights(
     std = math.sqrt(sum((p - mean) ** 2 for p in pmi) / len(pmi))
     z = [(p - mean) / std if std > 0 else 0.0 for p in pmi]
     signal = z if standardize == "z" else list(pmi)
-    raw = [min(max(math.exp(-beta * s), w_min), w_max) for s in signal]
-    scale = len(raw) / sum(raw)
-    return z, [w * scale for w in raw]
+    if transform == "sigmoid":
+        raw = [2.0 / (1.0 + math.exp(min(beta * s, 700.0))) for s in signal]
+    else:
+        raw = [min(max(math.exp(-beta * s), w_min), w_max) for s in signal]
+    total = sum(raw)
+    if total == 0.0:  # every sigmoid underflowed: no signal left to weigh by
+        return z, [1.0] * len(raw)
+    return z, [w * len(raw) / total for w in raw]
 
 
-def weigh(pmi: pa.Table, beta: float, w_min: float, w_max: float, standardize: str) -> pa.Table:
+def weigh(pmi: pa.Table, beta: float, w_min: float, w_max: float, standardize: str,
+          transform: str = "exp") -> pa.Table:
     """Fill ``z`` and ``weight`` per peer (the table holds one round)."""
     rows = pmi.to_pylist()
     for peer in dict.fromkeys(r["peer"] for r in rows):
         mine = [r for r in rows if r["peer"] == peer]
-        z, weights = pmi_weights([r["pmi"] for r in mine], beta, w_min, w_max, standardize)
+        z, weights = pmi_weights([r["pmi"] for r in mine], beta, w_min, w_max, standardize,
+                                 transform)
         for r, zi, wi in zip(mine, z, weights):
             r["z"], r["weight"] = zi, wi
     return pa.Table.from_pylist(rows, schema=PMI_SCHEMA)

@@ -3,8 +3,9 @@
 Every method ends a round the same way (weighted SFT on (solo prompt(x) -> target), then the
 same evaluation), so methods differ only in how targets are chosen, all without gold answers:
 
-- ``pst``: the aggregate a* for every question, weighted by the peer's PMI weight.
-- ``pst-uniform``: the aggregate a* with weight 1 (the ablation that isolates the PMI weights).
+- ``pst``: the aggregate a* for every question, weighted by the peer's PMI weight (or, with
+  ``target: own``, the peer's own response in the chain, as the paper's reading has it).
+- ``pst-uniform``: the same targets with weight 1 (the ablation that isolates the PMI weights).
 - ``sept`` (SePT): each model's own low-temperature response, unweighted, unfiltered.
 - ``majority`` (LMSI / SRT style): each model's samples that carry its own majority answer,
   for questions where that answer's share reaches ``min_agreement``.
@@ -44,12 +45,16 @@ def aggregate_targets(aggregates: pa.Table, peer: str, weights: dict[str, float]
     return pa.Table.from_pylist(rows, schema=TARGETS_SCHEMA)
 
 
-def own_targets(responses: pa.Table, peer: str) -> pa.Table:
-    """SePT: every one of the model's own responses, weight 1."""
+def own_targets(responses: pa.Table, peer: str, weights: dict[str, float] | None = None
+                ) -> pa.Table:
+    """The model's own responses: all with weight 1 (SePT), or those of the questions in
+    ``weights`` with their weight (PST with ``target: own``, each peer on its own turn)."""
     rows = [
         {"question_id": r["question_id"], "peer": peer, "response": r["response"],
-         "answer": r["answer"], "weight": 1.0, "gold_match": None}
+         "answer": r["answer"], "weight": 1.0 if weights is None else weights[r["question_id"]],
+         "gold_match": None}
         for r in responses.to_pylist()
+        if weights is None or r["question_id"] in weights
     ]
     return pa.Table.from_pylist(rows, schema=TARGETS_SCHEMA)
 

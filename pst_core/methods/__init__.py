@@ -11,13 +11,14 @@ from pydantic import Field
 from pst_core.methods.base import Base
 from pst_core.methods.majority import Majority
 from pst_core.methods.method import Method
-from pst_core.methods.pst import PST, PSTUniform
+from pst_core.methods.pst import PST, PSTPaper, PSTUniform
 from pst_core.methods.sept import SePT
 
 REGISTRY: dict[str, type[Method]] = {
     "base": Base,
     "pst": PST,
     "pst-uniform": PSTUniform,
+    "pst-paper": PSTPaper,
     "sept": SePT,
     "majority": Majority,
 }

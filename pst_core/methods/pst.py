@@ -38,7 +38,7 @@ from pst_core.pmi import PMI_SCHEMA, score_pmi, weigh
 from pst_core.section import Section
 from pst_core.steps import Collect, CollectResponses, Step, round_sample
 from pst_core.store import read_table, write_table
-from pst_core.targets import aggregate_targets
+from pst_core.targets import aggregate_targets, own_targets
 
 if TYPE_CHECKING:
     from pst_core.config import ExperimentConfig
@@ -70,8 +70,11 @@ class PMIConfig(Section):
     standardize: Literal["z", "raw"] = Field(
         "z", description="z: standardize PMI per peer and round before weighting; raw: use PMI."
     )
-    w_min: float = Field(0.2, gt=0, description="Lower clip of a weight (before normalizing).")
-    w_max: float = Field(5.0, gt=0, description="Upper clip of a weight (before normalizing).")
+    transform: Literal["exp", "sigmoid"] = Field(
+        "exp", description="PMI to weight: exp: clip(exp(-beta s), w_min, w_max) (ours); "
+        "sigmoid: 2 sigmoid(-beta s) (the paper's reading); s is z or raw PMI; then mean 1.")
+    w_min: float = Field(0.2, gt=0, description="Lower clip of an exp weight (before normalizing).")
+    w_max: float = Field(5.0, gt=0, description="Upper clip of an exp weight (before normalizing).")
 
     @model_validator(mode="after")
     def _clip_order(self) -> PMIConfig:
@@ -95,6 +98,12 @@ class PeerRounds(Method):
         4, ge=2, description="Samples per question used to rank peers when order is consistency."
     )
     aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
+    target: Literal["reference", "own"] = Field(
+        "reference", description="What each learner trains on: the reference a* (ours), or its "
+        "own response in the chain, weighted the same way (the paper's reading).")
+    train_last: bool = Field(
+        True, description="Train a learner on the questions where it answered last (its response "
+        "saw every other; with rule last it is the reference itself).")
 
     def check(self, cfg: ExperimentConfig) -> str | None:
         if len(cfg.peers) < 2:
@@ -124,6 +133,29 @@ class PeerRounds(Method):
         parts = tuple(step.part for wave in turns for step in wave)
         return [*turns, [CollectResponses(round=r, parts=parts)], [Aggregate(round=r)]]
 
+    def targets(self, ctx: RunContext, r: int, peer: str) -> pa.Table:
+        aggregates = read_table(ctx.layout.aggregates(r), AGGREGATES_SCHEMA)
+        weights = self.weights(ctx, r, peer)
+        if self.target == "own":
+            responses = read_table(ctx.layout.responses(r), RESPONSES_SCHEMA)
+            mine = responses.filter(pc.equal(responses.column("peer"), peer))
+            aggregated = set(aggregates.column("question_id").to_pylist())
+            weights = {q: 1.0 for q in aggregated} if weights is None else weights
+            table = own_targets(mine, peer, {q: w for q, w in weights.items() if q in aggregated})
+        else:
+            table = aggregate_targets(aggregates, peer, weights)
+        if self.train_last:
+            return table
+        questions = ctx.questions(r)
+        last = {q for q, order in zip(questions.column("id").to_pylist(),
+                                      questions.column("order").to_pylist()) if order[-1] == peer}
+        return table.filter(pa.array([q not in last for q in
+                                      table.column("question_id").to_pylist()], pa.bool_()))
+
+    def weights(self, ctx: RunContext, r: int, peer: str) -> dict[str, float] | None:
+        """Question id -> the peer's training weight; None: all 1."""
+        return None
+
 
 class PST(PeerRounds):
     """Peers answer in turn; their aggregate is every target, weighted by PMI."""
@@ -138,22 +170,26 @@ class PST(PeerRounds):
                 [Collect(round=r, table="pmi", schema=PMI_SCHEMA,
                          parts=tuple(f"pmi_{p}" for p in learners))]]
 
-    def targets(self, ctx: RunContext, r: int, peer: str) -> pa.Table:
+    def weights(self, ctx: RunContext, r: int, peer: str) -> dict[str, float]:
         pmi = read_table(ctx.part(r, f"pmi_{peer}"), PMI_SCHEMA)
-        weights = dict(zip(pmi.column("question_id").to_pylist(),
-                           pmi.column("weight").to_pylist()))
-        return aggregate_targets(read_table(ctx.layout.aggregates(r), AGGREGATES_SCHEMA), peer,
-                                 weights)
+        return dict(zip(pmi.column("question_id").to_pylist(), pmi.column("weight").to_pylist()))
+
+
+class PSTPaper(PST):
+    """PST as the third-party reading of the paper has it: the last responder's response is
+    the reference, a sigmoid of PMI the weight, each model's own response its target."""
+
+    name: Literal["pst-paper"] = "pst-paper"
+    aggregate: AggregateConfig = Field(default_factory=lambda: AggregateConfig(rule="final"))
+    pmi: PMIConfig = Field(default_factory=lambda: PMIConfig(transform="sigmoid",
+                                                             standardize="raw"))
+    target: Literal["reference", "own"] = "own"
 
 
 class PSTUniform(PeerRounds):
     """PST with uniform weights: no PMI scoring (isolates what the weights do)."""
 
     name: Literal["pst-uniform"] = "pst-uniform"
-
-    def targets(self, ctx: RunContext, r: int, peer: str) -> pa.Table:
-        return aggregate_targets(read_table(ctx.layout.aggregates(r), AGGREGATES_SCHEMA), peer,
-                                 None)
 
 
 CONSISTENCY_SCHEMA = pa.schema([pa.field("peer", pa.string(), nullable=False),
@@ -283,5 +319,6 @@ class ScorePMI(Step):
                 scorer_name=lambda _peer: pmi_cfg.scorer or self.peer,
                 reduction=pmi_cfg.reduction,
             )
-        weighted = weigh(table, pmi_cfg.beta, pmi_cfg.w_min, pmi_cfg.w_max, pmi_cfg.standardize)
+        weighted = weigh(table, pmi_cfg.beta, pmi_cfg.w_min, pmi_cfg.w_max, pmi_cfg.standardize,
+                         pmi_cfg.transform)
         write_table(weighted, self.output(ctx), PMI_SCHEMA)

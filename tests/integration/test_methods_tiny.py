@@ -76,7 +76,7 @@ def test_base_sweeps_temperatures_and_never_trains(tmp_path, tiny_model_dirs):
         run(tmp_path, tiny_model_dirs, "base", rounds=1)
 
 
-@pytest.mark.parametrize("method", ["sept", "majority", "pst-uniform"])
+@pytest.mark.parametrize("method", ["sept", "majority", "pst-uniform", "pst-paper"])
 def test_no_method_reads_gold_before_evaluation(tmp_path, tiny_model_dirs, method):
     labeled = run(tmp_path / "labeled", tiny_model_dirs, method, labeled=True)
     blind = run(tmp_path / "blind", tiny_model_dirs, method, labeled=False)
@@ -96,3 +96,27 @@ def test_learners_alone_are_trained_and_evaluated(tmp_path, tiny_model_dirs):
     assert len([x for x in evals if x["kind"] == "greedy"]) == 3
     assert len({x["question_id"] for x in evals if x["kind"] == "sample"}) == 2  # gap_limit
     assert not layout.round_dir(0).exists()  # eval.initial: false
+
+
+def test_pst_paper_trains_each_peer_on_its_own_turn_against_the_last_response(
+        tmp_path, tiny_model_dirs):
+    layout = run(tmp_path, tiny_model_dirs, "pst-paper")
+    responses = pq.read_table(layout.responses(1)).to_pylist()
+    aggregates = pq.read_table(layout.aggregates(1)).to_pylist()
+    last = {x["question_id"]: x for x in responses if x["position"] == 2}
+    assert aggregates and all(a["response"] == last[a["question_id"]]["response"]
+                              for a in aggregates)  # the reference: the last responder's
+    targets = pq.read_table(layout.targets(1)).to_pylist()
+    pmi = {(p["peer"], p["question_id"]): p["weight"] for p in pq.read_table(layout.pmi(1))
+           .to_pylist()}
+    own = {(x["peer"], x["question_id"]): x["response"] for x in responses}
+    assert {t["peer"] for t in targets} == {"llama", "qwen", "gemma"}
+    for t in targets:
+        assert t["response"] == own[(t["peer"], t["question_id"])]  # its own trajectory
+        assert t["weight"] == pmi[(t["peer"], t["question_id"])]  # sigmoid-of-PMI weights
+
+
+def test_the_last_responder_can_be_left_untrained(tmp_path, tiny_model_dirs):
+    layout = run(tmp_path, tiny_model_dirs, {"name": "pst-uniform", "train_last": False})
+    targets = pq.read_table(layout.targets(1)).to_pylist()
+    assert targets and {t["peer"] for t in targets} == {"llama", "qwen"}  # gemma answers last

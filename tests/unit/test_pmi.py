@@ -39,3 +39,14 @@ def test_constant_pmi_gives_uniform_weights():
     z, w = pmi_weights([0.4, 0.4], beta=3.0, w_min=0.2, w_max=5.0)
     assert z == [0.0, 0.0] and w == [1.0, 1.0]
     assert not any(math.isnan(x) for x in w)
+
+
+def test_sigmoid_gives_one_at_beta_zero_and_falls_as_pmi_rises():
+    assert pmi_weights([0.3, -1.0, 2.0], beta=0.0, w_min=0.2, w_max=5.0,
+                       transform="sigmoid")[1] == [1.0, 1.0, 1.0]
+    z, w = pmi_weights([-0.5, 0.0, 0.8], beta=2.0, w_min=0.2, w_max=5.0, transform="sigmoid")
+    assert w[0] > w[1] > w[2] and sum(w) / 3 == pytest.approx(1.0)
+    # Bounded by 2 before normalizing, hence never clipped: a huge PMI gap stays finite.
+    _, extreme = pmi_weights([-1000.0, 1000.0], beta=1.0, w_min=0.9, w_max=1.1,
+                             standardize="raw", transform="sigmoid")
+    assert extreme == pytest.approx([2.0, 0.0])
