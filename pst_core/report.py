@@ -2,7 +2,8 @@
 (docs/RESULTS.md) whose every number comes from the runs, including the sentences that read it.
 
 Hand-written context (what the result means beyond the numbers) comes from a notes file that
-is inserted verbatim, so the generated part can be regenerated at any time.
+is inserted verbatim, so the generated part can be regenerated at any time. ``publish`` also logs
+the comparison as one MLflow run (``log_comparison``), a copy: the files are the record.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pyarrow as pa
 from pst_core.compare import Run, compare, costs, load_run, pairwise
 from pst_core.methods import REGISTRY
 from pst_core.store import atomic_path
+from pst_core.tracking import default_tracking_uri, get_or_create_experiment, mlflow_client
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +40,45 @@ def publish(
     table = compare(runs)
     files = write_report(runs, table, out, command, notes)
     if track:
-        from pst_core.tracking import log_comparison
-
         try:
             log_comparison(runs, table, files)
         except Exception as e:  # noqa: BLE001 - any tracking failure leaves the files intact
             log.warning("MLflow logging of the comparison failed (%s); the report is complete", e)
     return files
+
+
+def log_comparison(
+    runs: list[Run], table: pa.Table, files: dict[str, Path], tracking_uri: str | None = None
+) -> str:
+    """Log a comparison as one MLflow run (tag ``pst.kind=comparison``) in the runs' experiment.
+
+    Params name the compared run directories; metrics are ``<name>/<method>/<peer>/<benchmark>``
+    with the round as step (EM, delta vs base and its interval, GV gap), and
+    ``<name>/<method>-vs-<other>/<peer>/<benchmark>`` for the paired differences between trained
+    methods; the report, its CSV and plot are artifacts. Returns the MLflow run id.
+    """
+    first = runs[0].cfg
+    client = mlflow_client(tracking_uri or default_tracking_uri(first.output_dir))
+    experiment_id = get_or_create_experiment(client, first.experiment, first.output_dir)
+    methods = ", ".join(r.method for r in runs)
+    run_id = client.create_run(experiment_id, run_name=f"compare: {methods}",
+                               tags={"pst.kind": "comparison"}).info.run_id
+    for run in runs:
+        client.log_param(run_id, f"run.{run.root.name}", str(run.root.resolve()))
+    for row in table.to_pylist():
+        for name in ("em", "delta_em", "delta_lo", "delta_hi", "gv_gap_abs", "mean_tokens",
+                     "truncated", "pseudo_label_acc", "weighted_label_acc"):
+            if row[name] is not None and row[name] == row[name]:
+                key = f"{name}/{row['method']}/{row['peer']}/{row['benchmark']}"
+                client.log_metric(run_id, key, row[name], step=row["round"])
+    for d in pairwise(runs):
+        key = f"{d['method']}-vs-{d['other']}/{d['peer']}/{d['benchmark']}"
+        for name in ("delta_em", "delta_lo", "delta_hi"):
+            client.log_metric(run_id, f"{name}/{key}", d[name], step=d["round"])
+    for path in files.values():
+        client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id)
+    return run_id
 
 
 def write_report(

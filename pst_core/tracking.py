@@ -7,7 +7,9 @@ flattened config as params, round-wide metrics by round, and plots.
 
 Tracking reads only what the stages already wrote, after they wrote it: a tracking server that
 fails loses no Parquet data, and ``pst track RUN_DIR`` logs the missing rounds later. This is the
-only pst_core module that imports mlflow (lazily, inside ``MlflowTracker``).
+only pst_core module that imports mlflow (lazily, inside functions); other modules that log to
+MLflow (``pst_core.report``'s comparison run) get their client and experiment from
+``mlflow_client`` and ``get_or_create_experiment``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from pst_core.compare import pairwise
 from pst_core.evaluate import METRICS_SCHEMA
 from pst_core.store import RunLayout, read_table
 
@@ -44,6 +45,24 @@ def default_tracking_uri(output_dir: str | Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or (
         f"sqlite:///{(Path(output_dir).resolve() / 'mlflow.db')}"
     )
+
+
+def mlflow_client(tracking_uri: str):
+    """An ``MlflowClient`` for ``tracking_uri``, with the offline settings applied first."""
+    apply_offline_env()
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri)
+
+
+def get_or_create_experiment(client, name: str, output_dir: str | Path) -> str:
+    """The id of experiment ``name``; created if missing, with its artifacts stored under
+    ``<output_dir>/mlartifacts`` (a ``file://`` URI, as STACK.md recommends)."""
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    artifacts = (Path(output_dir).resolve() / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=artifacts)
 
 
 class Tracker(Protocol):
@@ -89,14 +108,12 @@ class MlflowTracker:
     """
 
     def __init__(self, config: dict[str, Any], layout: RunLayout, tracking_uri: str | None = None):
-        apply_offline_env()
-        from mlflow.tracking import MlflowClient
-
         self.uri = tracking_uri or default_tracking_uri(config["output_dir"])
-        self.client = MlflowClient(self.uri)
+        self.client = mlflow_client(self.uri)
         self.layout = layout
         self.rounds = config["rounds"]
-        self.experiment_id = self._experiment(config["experiment"], Path(config["output_dir"]))
+        self.experiment_id = get_or_create_experiment(
+            self.client, config["experiment"], config["output_dir"])
         self.parent_id = self._find_or_create(
             {"pst.run_dir": str(layout.root.resolve()), "pst.kind": "pipeline"},
             run_name=layout.root.name,
@@ -105,13 +122,6 @@ class MlflowTracker:
             for key, value in flatten(config).items():
                 self.client.log_param(self.parent_id, key, str(value)[:6000])
             self._log_file(self.parent_id, layout.root / "config.yaml", None)
-
-    def _experiment(self, name: str, output_dir: Path) -> str:
-        existing = self.client.get_experiment_by_name(name)
-        if existing is not None:
-            return existing.experiment_id
-        artifacts = (output_dir.resolve() / "mlartifacts").as_uri()
-        return self.client.create_experiment(name, artifact_location=artifacts)
 
     def _find_or_create(self, tags: dict[str, str], run_name: str, parent: str | None = None) -> str:
         query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
@@ -193,42 +203,3 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = json.dumps(value) if isinstance(value, list) else value
     return out
-
-
-
-def log_comparison(runs: list, table, files: dict[str, Path], tracking_uri: str | None = None) -> str:
-    """Log a comparison (``pst_core.compare``) as one MLflow run in the runs' experiment.
-
-    Params name the compared run directories; metrics are ``<name>/<method>/<peer>/<benchmark>``
-    with the round as step (EM, delta vs base and its interval, GV gap), and
-    ``<name>/<method>-vs-<other>/<peer>/<benchmark>`` for the paired differences between trained
-    methods; the report, its CSV and plot are artifacts. Returns the MLflow run id.
-    """
-    apply_offline_env()
-    from mlflow.tracking import MlflowClient
-
-    first = runs[0].cfg
-    client = MlflowClient(tracking_uri or default_tracking_uri(first.output_dir))
-    experiment = client.get_experiment_by_name(first.experiment)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-        first.experiment,
-        artifact_location=(Path(first.output_dir).resolve() / "mlartifacts").as_uri())
-    methods = ", ".join(r.method for r in runs)
-    run_id = client.create_run(experiment_id, run_name=f"compare: {methods}",
-                               tags={"pst.kind": "comparison"}).info.run_id
-    for run in runs:
-        client.log_param(run_id, f"run.{run.root.name}", str(run.root.resolve()))
-    for row in table.to_pylist():
-        for name in ("em", "delta_em", "delta_lo", "delta_hi", "gv_gap_abs", "mean_tokens",
-                     "truncated", "pseudo_label_acc", "weighted_label_acc"):
-            if row[name] is not None and row[name] == row[name]:
-                key = f"{name}/{row['method']}/{row['peer']}/{row['benchmark']}"
-                client.log_metric(run_id, key, row[name], step=row["round"])
-    for d in pairwise(runs):
-        key = f"{d['method']}-vs-{d['other']}/{d['peer']}/{d['benchmark']}"
-        for name in ("delta_em", "delta_lo", "delta_hi"):
-            client.log_metric(run_id, f"{name}/{key}", d[name], step=d["round"])
-    for path in files.values():
-        client.log_artifact(run_id, str(path))
-    client.set_terminated(run_id)
-    return run_id
