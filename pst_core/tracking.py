@@ -1,9 +1,12 @@
 """MLflow tracking of a run, read back from its Parquet files after each round.
 
 One MLflow run per pipeline run (tagged with its run directory, so a resumed run continues the
-same MLflow run), with nested child runs: one per round (its Parquet files as artifacts) and one
-per peer (its metrics with the round as step, and its checkpoints). The parent holds the
-flattened config as params, round-wide metrics by round, and plots.
+same MLflow run), with nested child runs: one per round (its Parquet files as artifacts, and its
+responses, targets and eval tables as dataset inputs) and one per peer (its metrics with the
+round as step, and its checkpoints). The parent holds the flattened config as params, round-wide
+metrics by round, plots, and system metrics (CPU, memory, disk, GPU) sampled while the tracker
+lives, where psutil is installed. The experiment is marked as model training, so the MLflow UI
+shows it under "Machine learning" (runs, model and system metric charts), not "GenAI".
 
 Tracking reads only what the stages already wrote, after they wrote it: a tracking server that
 fails loses no Parquet data, and ``pst track RUN_DIR`` logs the missing rounds later. This is the
@@ -14,15 +17,20 @@ MLflow (``pst_core.report``'s comparison run) get their client and experiment fr
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
 import tempfile
+import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Protocol
 
-from pst_core.evaluate import METRICS_SCHEMA
+from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA
+from pst_core.generate import RESPONSES_SCHEMA
 from pst_core.store import RunLayout, read_table
+from pst_core.targets import TARGETS_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +63,41 @@ def mlflow_client(tracking_uri: str):
     return MlflowClient(tracking_uri)
 
 
+# The experiment tag the MLflow UI (3.x) reads to pick an experiment's views. Its value
+# "custom_model_development" is the UI's "Machine learning" type (runs, model and system metric
+# charts); without it the UI infers a type and may file our runs under GenAI / Evaluation runs.
+# Values the UI inferred by itself end in "_inferred" (or are "no_inferred_type").
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
 def get_or_create_experiment(client, name: str, output_dir: str | Path) -> str:
-    """The id of experiment ``name``; created if missing, with its artifacts stored under
-    ``<output_dir>/mlartifacts`` (a ``file://`` URI, as STACK.md recommends)."""
-    existing = client.get_experiment_by_name(name)
-    if existing is not None:
-        return existing.experiment_id
-    artifacts = (Path(output_dir).resolve() / "mlartifacts").as_uri()
-    return client.create_experiment(name, artifact_location=artifacts)
+    """The id of experiment ``name``, marked as model training (``EXPERIMENT_KIND``).
+
+    Created if missing, with its artifacts stored under ``<output_dir>/mlartifacts`` (a
+    ``file://`` URI, as STACK.md recommends). An existing experiment gets the kind tag if it has
+    none or only one the UI inferred; a kind someone chose is kept.
+    """
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        artifacts = (Path(output_dir).resolve() / "mlartifacts").as_uri()
+        try:
+            return client.create_experiment(name, artifact_location=artifacts,
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except MlflowException:  # another run of the experiment created it meanwhile
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    kind = experiment.tags.get(EXPERIMENT_KIND_TAG) or ""
+    if kind in ("", "no_inferred_type") or kind.endswith("_inferred"):
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
 
 
 class Tracker(Protocol):
-    """Where a run's results go after each round."""
+    """Where a run's results go after each round; ``close`` when the run (or process) ends."""
 
     def log_round(self, layout: RunLayout, round_index: int) -> None: ...
 
@@ -98,6 +129,40 @@ def open_tracker(cfg, enabled: bool = True) -> Tracker:
         return NullTracker()
 
 
+class Trackers:
+    """Several trackers as one (MLflow and Prefect artifacts, say): each call goes to each.
+
+    A member that fails logs a warning and stops neither the others nor the run: the round's
+    Parquet files are the record, and ``pst track RUN_DIR`` can log them to MLflow later.
+    """
+
+    def __init__(self, *members: Tracker):
+        self.members = members
+
+    def log_round(self, layout: RunLayout, round_index: int) -> None:
+        for member in self.members:
+            try:
+                member.log_round(layout, round_index)
+            except Exception as e:  # noqa: BLE001 - tracking must never stop the run
+                log.warning("%s: logging round %d failed (%s); its files are complete in %s",
+                            type(member).__name__, round_index, e, layout.root)
+
+    def close(self) -> None:
+        for member in self.members:
+            try:
+                member.close()
+            except Exception as e:  # noqa: BLE001 - closing must never stop the others
+                log.warning("%s: close failed (%s)", type(member).__name__, e)
+
+
+# A round's tables logged as dataset inputs of its round run: (file stem, schema, MLflow context).
+ROUND_DATASETS = (
+    ("responses", RESPONSES_SCHEMA, "training"),
+    ("targets", TARGETS_SCHEMA, "training"),
+    ("eval", EVAL_SCHEMA, "evaluation"),
+)
+
+
 class MlflowTracker:
     """Logs a run to MLflow: a parent run, child runs per round and per peer.
 
@@ -105,9 +170,15 @@ class MlflowTracker:
         config: the experiment config as a JSON-able dict (params are its flattened fields).
         layout: the run's directory layout.
         tracking_uri: MLflow tracking URI; default ``default_tracking_uri(output_dir)``.
+        system_metrics_interval_s: seconds between samples of system metrics (CPU, memory,
+            disk, network, GPU) logged to the parent run until ``close``; None: none. Needs
+            psutil (skipped without it); ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` overrides it.
     """
 
-    def __init__(self, config: dict[str, Any], layout: RunLayout, tracking_uri: str | None = None):
+    def __init__(
+        self, config: dict[str, Any], layout: RunLayout, tracking_uri: str | None = None,
+        system_metrics_interval_s: float | None = 10.0,
+    ):
         self.uri = tracking_uri or default_tracking_uri(config["output_dir"])
         self.client = mlflow_client(self.uri)
         self.layout = layout
@@ -118,10 +189,31 @@ class MlflowTracker:
             {"pst.run_dir": str(layout.root.resolve()), "pst.kind": "pipeline"},
             run_name=layout.root.name,
         )
-        if not self.client.get_run(self.parent_id).data.params:
+        parent = self.client.get_run(self.parent_id)
+        if not parent.data.params:
             for key, value in flatten(config).items():
                 self.client.log_param(self.parent_id, key, str(value)[:6000])
             self._log_file(self.parent_id, layout.root / "config.yaml", None)
+        self._stop_system_metrics = _no_monitor
+        if system_metrics_interval_s is not None and parent.info.status == "RUNNING":
+            self._start_system_metrics(system_metrics_interval_s)
+
+    def _start_system_metrics(self, interval_s: float) -> None:
+        """Sample system metrics into the parent run until ``close`` (or until this tracker is
+        garbage-collected: a tracker made per round stops its sampler when it goes away)."""
+        if importlib.util.find_spec("psutil") is None:
+            log.debug("psutil is not installed: no MLflow system metrics")
+            return
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            monitor = SystemMetricsMonitor(self.parent_id, sampling_interval=interval_s,
+                                           resume_logging=True, tracking_uri=self.uri)
+            monitor.start()
+        except Exception as e:  # noqa: BLE001 - system metrics are a nicety, never a failure
+            log.warning("MLflow system metrics not started (%s)", e)
+            return
+        self._stop_system_metrics = weakref.finalize(self, monitor.finish)
 
     def _find_or_create(self, tags: dict[str, str], run_name: str, parent: str | None = None) -> str:
         query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
@@ -145,6 +237,7 @@ class MlflowTracker:
             run_name=f"round_{r}", parent=self.parent_id)
         for path in sorted(layout.round_dir(r).glob("*.parquet")):
             self._log_file(round_run, path, None)
+        self._log_datasets(round_run, layout, r)
         for m in metrics:
             if m["peer"] is None and m["value"] is not None:
                 self.client.log_metric(self.parent_id, m["name"], m["value"], step=r)
@@ -164,7 +257,29 @@ class MlflowTracker:
         self._log_plots(layout, r)
         self.client.set_tag(self.parent_id, done_tag, "true")
         if r == self.rounds:
+            self._stop_system_metrics()
             self.finish()
+
+    def _log_datasets(self, run_id: str, layout: RunLayout, r: int) -> None:
+        """The round's tables as MLflow dataset inputs (name ``round_<r>/<table>``, source the
+        Parquet file, digest, schema and row count), shown on the run's page and in its lineage."""
+        import mlflow.data
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        inputs = []
+        for stem, schema, context in ROUND_DATASETS:
+            path = layout.round_dir(r) / f"{stem}.parquet"
+            if not path.exists():  # round 0 has no training side
+                continue
+            with warnings.catch_warnings(action="ignore", category=UserWarning):  # schema hints
+                dataset = mlflow.data.from_pandas(
+                    read_table(path, schema).to_pandas(), source=path.resolve().as_uri(),
+                    name=f"round_{r}/{stem}")
+                entity = Dataset(**dataset.to_dict())
+            inputs.append(DatasetInput(entity, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]))
+        if inputs:
+            self.client.log_inputs(run_id, datasets=inputs)
 
     def _log_plots(self, layout: RunLayout, r: int) -> None:
         from pst_core.plots import plot_pmi, plot_rounds
@@ -179,7 +294,15 @@ class MlflowTracker:
             self.client.log_artifact(run_id, str(path), artifact_path)
 
     def close(self) -> None:
-        return None
+        """Stop sampling system metrics, and mark the runs finished if the last round is logged
+        (rounds are logged in order). Never raises: a failure is logged as a warning."""
+        try:
+            self._stop_system_metrics()
+            tags = self.client.get_run(self.parent_id).data.tags
+            if tags.get(f"pst.round_{self.rounds}.logged") == "true":
+                self.finish()
+        except Exception as e:  # noqa: BLE001 - closing must never fail the run
+            log.warning("MLflow: closing the tracker of %s failed (%s)", self.layout.root, e)
 
     def finish(self) -> None:
         """Mark the run's MLflow runs finished (after its last round)."""
@@ -188,6 +311,10 @@ class MlflowTracker:
             filter_string=f"tags.`pst.run_dir` = '{self.layout.root.resolve()}'")
         for run in runs:
             self.client.set_terminated(run.info.run_id)
+
+
+def _no_monitor() -> None:
+    return None
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
