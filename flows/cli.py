@@ -16,6 +16,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.servers import prefect_env
+
+
 app = typer.Typer(
     help="Peer-Predictive Self-Training: label-free math self-training for small models.",
     no_args_is_help=True,
@@ -217,7 +220,7 @@ def run(
 
     cfg = load_config(config, overrides or [])
     if prefect:
-        _prefect_env()
+        prefect_env()
         from flows.pipeline import pipeline_flow
 
         layout = Runner(cfg).layout
@@ -232,30 +235,6 @@ def run(
     console.print(f"results: {layout.root} (metrics.parquet and eval.parquet per round)")
 
 
-PREFECT_URL = "http://127.0.0.1:4200"
-
-
-def _prefect_env() -> None:
-    """Offline settings, a project-local Prefect home, and the `pst ui` server if it is up.
-
-    With `pst ui` running, flow runs go to its server (and show in its UI as they happen);
-    otherwise Prefect runs an ephemeral server on the same database (PREFECT_HOME).
-    """
-    import os
-    import urllib.request
-
-    from pst_core.tracking import apply_offline_env
-
-    apply_offline_env()
-    os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pst_core")
-    if "PREFECT_API_URL" not in os.environ:
-        try:
-            urllib.request.urlopen(f"{PREFECT_URL}/api/health", timeout=0.5)
-            os.environ["PREFECT_API_URL"] = f"{PREFECT_URL}/api"
-        except OSError:
-            pass
 
 
 @app.command()
@@ -279,7 +258,7 @@ def demo(
         if peer.source in OFFLINE_MODELS:
             with console.status(f"fetching {peer.source}"):
                 fetch_offline_model(peer.source)
-    _prefect_env()
+    prefect_env()
     from flows.pipeline import pipeline_flow
 
     pipeline_flow(config_path=str(config), overrides=overrides)
@@ -300,56 +279,18 @@ def ui(
     = "127.0.0.1",
 ):
     """Start the Prefect server and the MLflow UI, print their URLs, stop both on Ctrl-C."""
-    import os
-    import signal
-    import subprocess
-    import time
+    from flows.servers import start_ui, stop_group, wait_for_exit
 
-    from pst_core.tracking import default_tracking_uri
-
-    _prefect_env()
-    os.environ.pop("PREFECT_API_URL", None)  # the server we start is the API
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    artifacts = (Path(output_dir).resolve() / "mlartifacts").as_uri()
-    commands = [
-        ["prefect", "server", "start", "--host", host, "--port", str(prefect_port)],
-        ["mlflow", "server", "--backend-store-uri", default_tracking_uri(output_dir),
-         "--default-artifact-root", artifacts, "--host", host, "--port", str(mlflow_port),
-         "--workers", "1"],
-    ]
-    # Each server in its own process group, so stopping it stops its workers too.
-    processes = [subprocess.Popen(c, env=env, start_new_session=True) for c in commands]
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
-    console.print(f"Prefect UI: http://{host}:{prefect_port}")
-    console.print(f"MLflow UI:  http://{host}:{mlflow_port}")
-    console.print("Runs started now with `pst run` report to this Prefect server. Ctrl-C stops both.")
+    processes = start_ui(output_dir, host=host, prefect_port=prefect_port, mlflow_port=mlflow_port)
     try:
-        while all(p.poll() is None for p in processes):
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
+        console.print(f"Prefect UI: http://{host}:{prefect_port}")
+        console.print(f"MLflow UI:  http://{host}:{mlflow_port}")
+        console.print("Runs started now with `pst run` report to this Prefect server. "
+                      "Ctrl-C stops both.")
+        wait_for_exit(processes)
     finally:
         for p in processes:
-            _stop_group(p)
-
-
-def _stop_group(process) -> None:
-    """SIGTERM a server's process group; SIGKILL what is left after 20 s."""
-    import os
-    import signal
-    import subprocess
-
-    for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+            stop_group(p)
 
 
 @app.command()
@@ -363,7 +304,7 @@ def serve(
     name: Annotated[str, typer.Option(help="Deployment name.")] = "pst-pipeline",
 ):
     """Register the pipeline as a scheduled Prefect deployment and serve it (Ctrl-C stops)."""
-    _prefect_env()
+    prefect_env()
     from flows.deploy import serve_pipeline
 
     serve_pipeline(config, name=name, cron=None if interval else cron, interval=interval)
@@ -409,7 +350,7 @@ def compare(
     if notes is not None and not notes.is_file():
         raise typer.BadParameter(f"{notes}: notes file not found", param_hint="--notes")
     if prefect:
-        _prefect_env()
+        prefect_env()
         from flows.pipeline import compare_flow
 
         files = compare_flow([str(d) for d in run_dirs], str(out), notes and str(notes), track)

@@ -5,8 +5,6 @@ of a run, the benchmark copies in ../shared, and waiting on servers."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -127,12 +125,9 @@ def stop(process: subprocess.Popen) -> None:
     A server that ignores SIGTERM for 30 s (a loaded machine) is killed with its process group:
     a leftover ``pst serve`` keeps running its schedule and eats the CPU of whatever runs next.
     """
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+    from flows.servers import stop_group
+
+    stop_group(process, grace_s=30)
 
 
 def naive_logprobs(backend, context: str, continuation: str):

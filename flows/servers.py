@@ -1,0 +1,89 @@
+"""The local servers behind `pst ui`: the Prefect server and the MLflow UI, each in its own
+process group so that stopping it stops its workers too; and the environment that makes flow
+runs report to that Prefect server when it is up.
+
+Only the standard library at import time: `pst` imports this module for every command.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+PREFECT_URL = "http://127.0.0.1:4200"
+
+
+def prefect_env() -> None:
+    """Offline settings, a project-local Prefect home, and the `pst ui` server if it is up.
+
+    With `pst ui` running, flow runs go to its server (and show in its UI as they happen);
+    otherwise Prefect runs an ephemeral server on the same database (PREFECT_HOME). Variables
+    the user set are kept.
+    """
+    from pst_core.tracking import apply_offline_env
+
+    apply_offline_env()
+    os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pst_core")
+    if "PREFECT_API_URL" not in os.environ:
+        try:
+            urllib.request.urlopen(f"{PREFECT_URL}/api/health", timeout=0.5)
+            os.environ["PREFECT_API_URL"] = f"{PREFECT_URL}/api"
+        except OSError:
+            pass
+
+
+def start_ui(
+    output_dir: str | Path, *, host: str = "127.0.0.1", prefect_port: int = 4200,
+    mlflow_port: int = 5000,
+) -> list[subprocess.Popen]:
+    """Start ``prefect server start`` and ``mlflow server`` (one worker, no job execution: about
+    10 s and 530 MB, STACK.md) on the runs directory's ``mlflow.db`` and ``mlartifacts``.
+
+    Returns the two processes, each the leader of a new process group (see ``stop_group``).
+    """
+    from pst_core.tracking import default_tracking_uri
+
+    prefect_env()
+    os.environ.pop("PREFECT_API_URL", None)  # the server we start is the API
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    artifacts = (Path(output_dir).resolve() / "mlartifacts").as_uri()
+    commands = [
+        ["prefect", "server", "start", "--host", host, "--port", str(prefect_port)],
+        ["mlflow", "server", "--backend-store-uri", default_tracking_uri(output_dir),
+         "--default-artifact-root", artifacts, "--host", host, "--port", str(mlflow_port),
+         "--workers", "1"],
+    ]
+    return [subprocess.Popen(c, env=env, start_new_session=True) for c in commands]
+
+
+def wait_for_exit(processes: list[subprocess.Popen]) -> None:
+    """Block until one of the processes exits, or Ctrl-C, or SIGTERM (handled like Ctrl-C, even
+    when the caller was started with SIGINT ignored)."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        while all(p.poll() is None for p in processes):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+
+
+def stop_group(process: subprocess.Popen, grace_s: float = 20) -> None:
+    """SIGTERM the process group ``process`` leads (started with ``start_new_session=True``);
+    SIGKILL what is left after ``grace_s`` seconds. A group already gone is fine."""
+    for sig, grace in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
