@@ -25,10 +25,11 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.artifacts import PrefectArtifacts
 from flows.tasks import prefect_waves
 from pst_core.config import ExperimentConfig, load_config, parse_config
 from pst_core.runner import Runner
-from pst_core.tracking import apply_offline_env, open_tracker
+from pst_core.tracking import Trackers, apply_offline_env, open_tracker
 
 apply_offline_env()
 
@@ -61,7 +62,7 @@ def pipeline_flow(
     """
     cfg = resolve_config(config_path, overrides, config)
     payload = cfg.model_dump(mode="json")
-    runner = Runner(cfg, tracker=open_tracker(cfg, enabled=track),
+    runner = Runner(cfg, tracker=Trackers(open_tracker(cfg, enabled=track), PrefectArtifacts()),
                     run_wave=prefect_waves(payload, parallel))
     get_run_logger().info("run directory: %s", runner.layout.root)
     runner.run(run_round=lambda r: round_flow(payload, r, parallel))

@@ -17,6 +17,7 @@ MLflow (``pst_core.report``'s comparison run) get their client and experiment fr
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -190,10 +191,17 @@ class MlflowTracker:
             run_name=layout.root.name,
         )
         parent = self.client.get_run(self.parent_id)
+        # Evaluation settings may grow on a resumed run (eval.limit, a new benchmark): they are
+        # tags, which can change; MLflow params cannot, so they hold the rest of the config.
+        fields = flatten(config)
+        evaluation = {k: v for k, v in fields.items() if k.startswith(("eval.", "data.eval"))}
+        for key, value in evaluation.items():
+            self.client.set_tag(self.parent_id, key, str(value)[:5000])
         if not parent.data.params:
-            for key, value in flatten(config).items():
-                self.client.log_param(self.parent_id, key, str(value)[:6000])
-            self._log_file(self.parent_id, layout.root / "config.yaml", None)
+            for key, value in fields.items():
+                if key not in evaluation:
+                    self.client.log_param(self.parent_id, key, str(value)[:6000])
+        self._log_file(self.parent_id, layout.root / "config.yaml", None)
         self._stop_system_metrics = _no_monitor
         if system_metrics_interval_s is not None and parent.info.status == "RUNNING":
             self._start_system_metrics(system_metrics_interval_s)
@@ -225,10 +233,12 @@ class MlflowTracker:
         return self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
 
     def log_round(self, layout: RunLayout, round_index: int) -> None:
-        """Log round r's metrics, Parquet files, checkpoints and plots (once per round)."""
+        """Log round r's metrics, Parquet files, checkpoints and plots; again only when its
+        metrics changed since (a resumed run that evaluated more questions)."""
         r = round_index
         done_tag = f"pst.round_{r}.logged"
-        if self.client.get_run(self.parent_id).data.tags.get(done_tag) == "true":
+        digest = hashlib.sha256(layout.metrics(r).read_bytes()).hexdigest()[:16]
+        if self.client.get_run(self.parent_id).data.tags.get(done_tag) == digest:
             return
         run_dir = str(layout.root.resolve())
         metrics = read_table(layout.metrics(r), METRICS_SCHEMA).to_pylist()
@@ -255,7 +265,7 @@ class MlflowTracker:
                 self.client.log_artifacts(peer_run, str(checkpoint), f"checkpoints/round_{r}")
         self.client.set_terminated(round_run)
         self._log_plots(layout, r)
-        self.client.set_tag(self.parent_id, done_tag, "true")
+        self.client.set_tag(self.parent_id, done_tag, digest)
         if r == self.rounds:
             self._stop_system_metrics()
             self.finish()
@@ -299,7 +309,7 @@ class MlflowTracker:
         try:
             self._stop_system_metrics()
             tags = self.client.get_run(self.parent_id).data.tags
-            if tags.get(f"pst.round_{self.rounds}.logged") == "true":
+            if f"pst.round_{self.rounds}.logged" in tags:
                 self.finish()
         except Exception as e:  # noqa: BLE001 - closing must never fail the run
             log.warning("MLflow: closing the tracker of %s failed (%s)", self.layout.root, e)

@@ -5,6 +5,7 @@ import logging
 import time
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -167,3 +168,26 @@ def test_trackers_a_failing_member_stops_neither_the_others_nor_the_run(tmp_path
         trackers.close()
     assert recorder.calls == [("log_round", 1), ("close",)]
     assert caplog.text.count("_Broken") == 2 and "server down" in caplog.text
+
+
+def test_a_round_is_logged_again_only_when_its_metrics_changed(tmp_path, tracking_uri):
+    config, layout = write_run(tmp_path, experiment="tiny-relog", rounds=0)
+    tracker = MlflowTracker(config, layout, tracking_uri, system_metrics_interval_s=None)
+    tracker.log_round(layout, 0)
+    tracker.log_round(layout, 0)  # unchanged: not logged twice
+    peer = tracker._find_or_create({"pst.run_dir": str(layout.root.resolve()),
+                                    "pst.kind": "peer", "pst.peer": "llama"}, "peer_llama")
+    assert len(tracker.client.get_metric_history(peer, "em/synthetic-eval")) == 1
+    # More questions evaluated on the resumed run: new metrics, logged again at the same step.
+    rows = [m | {"value": 0.25} if m["name"] == "em" else m
+            for m in pq.read_table(layout.metrics(0)).to_pylist()]
+    write_table(pa.Table.from_pylist(rows, schema=METRICS_SCHEMA), layout.metrics(0),
+                METRICS_SCHEMA)
+    config["eval"]["limit"] = 9
+    tracker = MlflowTracker(config, layout, tracking_uri, system_metrics_interval_s=None)
+    tracker.log_round(layout, 0)
+    history = tracker.client.get_metric_history(peer, "em/synthetic-eval")
+    assert sorted(m.value for m in history)[0] == 0.25 and {m.step for m in history} == {0}
+    parent = tracker.client.get_run(tracker.parent_id).data
+    assert parent.tags["eval.limit"] == "9" and "eval.limit" not in parent.params
+    assert parent.params["train.lora_r"] == "16"
