@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.options import all_valid, check_sampling, dataset_spec, peer_config
 from flows.servers import prefect_env
 
 
@@ -58,43 +59,6 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _dataset_spec(
-    source: str,
-    name: str | None,
-    question_col: str | None,
-    answer_col: str | None,
-    id_col: str | None,
-    eval_fraction: float,
-    split: str = "all",
-    limit: int | None = None,
-):
-    """A DatasetConfig from a CLI source: a registry benchmark, 'synthetic', or a file."""
-    from pst_core.config import ColumnMap, DatasetConfig
-    from pst_core.data.registry import BENCHMARKS
-
-    is_file = Path(source).suffix != "" or Path(source).exists()
-    benchmark = None if is_file else source
-    if is_file:
-        stem = Path(source).stem
-        benchmark = stem if stem in BENCHMARKS else None
-    columns = None
-    if question_col or answer_col or id_col:
-        columns = ColumnMap(
-            question=question_col or "question", answer=answer_col or "answer", id=id_col
-        )
-    elif is_file and benchmark is None and Path(source).suffix == ".parquet":
-        columns = ColumnMap(id="id", all_answers="all_answers")  # a table `pst ingest` wrote
-    return DatasetConfig(
-        name=name or (benchmark or Path(source).stem),
-        benchmark=benchmark,
-        path=source if is_file else None,
-        columns=columns,
-        eval_fraction=eval_fraction,
-        split=split,
-        limit=limit,
-    )
-
-
 SourceArg = Annotated[
     str,
     typer.Argument(
@@ -129,7 +93,7 @@ def ingest(
     from pst_core.data import DATASET_SCHEMA, ingest_dataset
     from pst_core.store import write_table
 
-    spec = _dataset_spec(source, name, question_col, answer_col, id_col, eval_fraction)
+    spec = dataset_spec(source, name, question_col, answer_col, id_col, eval_fraction)
     table, report = ingest_dataset(spec, skip_bad=skip_bad)
     path = write_table(table, out or Path(f"{spec.name}.parquet"), DATASET_SCHEMA)
     console.print(
@@ -143,7 +107,12 @@ def ingest(
 @_user_errors
 def generate(
     source: SourceArg,
-    model: Annotated[str, typer.Option("--model", "-m", help="Model source (see `pst models list`).")],
+    fields: Annotated[list[str] | None, typer.Argument(
+        help="More peer fields as key=value (e.g. batch_size=8 max_new_tokens=64 "
+        "revision=main; `pst validate --fields` lists them under peers[]). They win over the "
+        "options.", show_default=False)] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model source (see `pst models list`).")]
+    = ...,
     out: Annotated[Path, typer.Option(help="Output Parquet of responses.")] = Path("responses.parquet"),
     limit: Annotated[Optional[int], typer.Option(help="Answer only the first N questions.")] = None,
     split: Annotated[str, typer.Option(help="train, eval or all.")] = "all",
@@ -161,28 +130,35 @@ def generate(
     eval_fraction: EvalFraction = 0.3,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
 ):
-    """Answer questions with one model and write its responses to Parquet."""
+    """Answer questions with one model and write its responses to Parquet.
+
+    Example: pst generate data.jsonl -m smollm2-135m-instruct --limit 5 batch_size=8
+    """
     from pst_core.answers import matches_gold
-    from pst_core.config import PeerConfig
     from pst_core.data import ingest_dataset, select_split
     from pst_core.generate import RESPONSES_SCHEMA, generate_solo
     from pst_core.models.backend import SamplingParams
     from pst_core.models.loading import load_backend
     from pst_core.store import write_table
 
-    spec = _dataset_spec(source, None, question_col, answer_col, id_col, eval_fraction, split, limit)
+    spec, peer, _ = all_valid(
+        lambda: dataset_spec(source, None, question_col, answer_col, id_col, eval_fraction,
+                              split, limit),
+        lambda: peer_config(model, {
+            "batch_size": batch_size, "prompt_format": prompt_format, "dtype": dtype,
+            "device": device, "backend": backend, "max_new_tokens": max_new_tokens,
+        }, fields or []),
+        lambda: check_sampling(temperature, n),
+    )
+    params = SamplingParams(max_new_tokens=peer.max_new_tokens, temperature=temperature, n=n,
+                            seed=seed)
     table, _ = ingest_dataset(spec)
     questions = select_split(table, spec.split, spec.limit)
-    peer = PeerConfig(
-        name=Path(model).stem if model.endswith(".gguf") else model.replace("/", "--"),
-        source=model, batch_size=batch_size, prompt_format=prompt_format, dtype=dtype,
-        device=device, backend=backend,
-    )
     engine = load_backend(peer)
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, n=n, seed=seed)
     with console.status(f"{peer.name}: answering {questions.num_rows} question(s)"):
         responses = generate_solo(
-            questions, engine, params, peer=peer.name, model=model, prompt_format=prompt_format
+            questions, engine, params, peer=peer.name, model=peer.source,
+            prompt_format=peer.prompt_format,
         )
     write_table(responses, out, RESPONSES_SCHEMA)
 

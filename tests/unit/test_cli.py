@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,3 +94,45 @@ def test_validate(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("experiment: x\ndata: {pool: {name: p, benchmark: synthetic}}\npeers: []\n")
     assert_one_line_error(pst("validate", bad), "bad.yaml: peers: List should have at least 1 item")
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["--dtype", "float64"],
+     ["--dtype: Input should be 'auto', 'bfloat16', 'float16' or 'float32' (got 'float64')"]),
+    (["--n", "0"], ["--n: Input should be greater than or equal to 1 (got 0)"]),
+    (["--temperature", "-1"], ["--temperature: Input should be greater than or equal to 0"]),
+    (["--max-new-tokens", "0"], ["--max-new-tokens: Input should be greater than 0 (got 0)"]),
+    (["batch_size=0"], ["batch_size: Input should be greater than 0 (got 0)"]),
+    (["bogus=1"], ["bogus: unknown field"]),
+    (["batch_size"], ["'batch_size': expected a peer field as key=value"]),
+    (["--split", "test", "--n", "0", "dtype=fp8"],  # every bad option at once
+     ["--split: Input should be 'train', 'eval' or 'all'", "--n: Input should be",
+      "dtype: Input should be"]),
+])
+def test_generate_rejects_bad_options_in_one_line(tmp_path, args, fragments):
+    src = tmp_path / "q.jsonl"
+    src.write_text('{"question": "2+2?", "answer": "4"}\n', encoding="utf-8")
+    result = pst("generate", src, "--model", "no-such-model", "--out", tmp_path / "r.parquet",
+                 *args)
+    assert_one_line_error(result, *fragments)  # before the model is looked up
+    assert not (tmp_path / "r.parquet").exists()
+
+
+def test_ingest_rejects_eval_fraction_out_of_range(tmp_path):
+    src = tmp_path / "q.jsonl"
+    src.write_text('{"question": "2+2?", "answer": "4"}\n', encoding="utf-8")
+    result = pst("ingest", src, "--eval-fraction", "1.5", "--out", tmp_path / "out.parquet")
+    assert_one_line_error(result, "--eval-fraction: Input should be less than 1 (got 1.5)")
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_generate_takes_peer_fields_as_key_value(tmp_path, tiny_llama_dir):
+    src = tmp_path / "q.jsonl"
+    src.write_text('{"question": "2+2?", "answer": "4"}\n{"question": "3+3?", "answer": "6"}\n',
+                   encoding="utf-8")
+    out = tmp_path / "r.parquet"
+    result = pst("generate", src, "-m", tiny_llama_dir, "--out", out, "--max-new-tokens", "64",
+                 "max_new_tokens=3", "batch_size=1", "dtype=float32")
+    assert result.returncode == 0, result.stderr
+    rows = pq.read_table(out).to_pylist()
+    assert len(rows) == 2 and all(r["n_tokens"] <= 3 for r in rows)  # key=value wins
