@@ -6,7 +6,7 @@ import torch
 from pst_core.generate import RESPONSES_SCHEMA, generate_solo
 from pst_core.models.backend import SamplingParams
 from pst_core.models.hf import TransformersBackend
-from pst_core.models.source import load_model
+from pst_core.models.source import cpu_has_native_bf16, load_model
 from pst_core.models.tokens import encode_continuation
 from pst_core.prompts import solo_prompt
 from tests.helpers import naive_logprobs
@@ -100,7 +100,7 @@ def test_generate_solo_table(tiny_llama_dir):
 
 def test_bf16_on_cpu_where_supported(tiny_llama_dir):
     model, _ = load_model(str(tiny_llama_dir), device="cpu")
-    expected = torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
+    expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     assert model.dtype == expected
 
 
@@ -135,3 +135,11 @@ def test_output_embedding_gets_contiguous_inputs(tiny_llama_dir):
         lambda module, args: seen.append(args[0].is_contiguous()))
     backend.generate(["Q: 1+1?", "Q: what is 2 times 3?"], SamplingParams(max_new_tokens=3))
     assert len(seen) == 3 and all(seen)  # the prompt step and two decoding steps
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    for flags, native in (("avx512f avx512_vnni", False), ("avx512f avx512_bf16", True),
+                          ("amx_bf16 amx_tile", True), ("avx2 fma", False)):
+        cpuinfo.write_text(f"processor : 0\nflags : {flags}\n")
+        assert cpu_has_native_bf16(cpuinfo) is native
