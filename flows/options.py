@@ -100,7 +100,7 @@ def dataset_spec(
 def peer_config(model: str, options: dict[str, Any], fields: list[str]):
     """`pst generate`'s PeerConfig: its options, then ``key=value`` peer fields parsed like
     config overrides (YAML values), which win over the options (``name=...`` included)."""
-    from pst_core.config import PeerConfig, _apply_override
+    from pst_core.config import PeerConfig, apply_override
     from pst_core.errors import ConfigError
 
     path = Path(model)
@@ -114,7 +114,7 @@ def peer_config(model: str, options: dict[str, Any], fields: list[str]):
         key, sep, _ = field.partition("=")
         if not (key and sep):
             raise ConfigError(f"{field!r}: expected a peer field as key=value, e.g. batch_size=8")
-        _apply_override(raw, field, Path("pst generate"))
+        apply_override(raw, field, Path("pst generate"))
         labels.pop(key.split(".")[0], None)  # an error in it names its key, as typed
     return validated(PeerConfig, raw, labels)
 

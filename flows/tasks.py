@@ -31,8 +31,7 @@ def step_task(config: dict[str, Any], step: Step) -> str:
 
 def task_for(step: Step):
     """The task of ``step``'s kind, with its run name and retries."""
-    label = f"round {step.round}: {step.label}" if step.kind != "ingest" else step.label
-    return step_task.with_options(name=step.kind, task_run_name=label, retries=step.retries)
+    return step_task.with_options(name=step.kind, task_run_name=step.title, retries=step.retries)
 
 
 def prefect_waves(config: dict[str, Any], parallel: bool) -> Callable[[RunContext, Wave], None]:

@@ -193,7 +193,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     for override in overrides:
         if isinstance(raw.get("method"), str):  # so that method.<field>=... finds a section
             raw["method"] = {"name": raw["method"]}
-        _apply_override(raw, override, path)
+        apply_override(raw, override, path)
     return parse_config(raw, source=str(path))
 
 
@@ -274,7 +274,8 @@ def upgrade_config(raw: dict[str, Any]) -> dict[str, Any]:
         if aggregate is not None:
             aggregate = dict(aggregate)
             if "method" in aggregate:
-                aggregate["rule"] = aggregate.pop("method")
+                rule = aggregate.pop("method")
+                aggregate["rule"] = "last" if rule == "final" else rule
             method["aggregate"] = aggregate
         if name == "pst" and pmi is not None:
             method["pmi"] = pmi
@@ -304,10 +305,12 @@ def format_validation_error(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _apply_override(raw: dict[str, Any], override: str, path: Path) -> None:
+def apply_override(raw: dict[str, Any], override: str, path: Path) -> None:
+    """Set ``key.path=value`` (the value read as YAML) in a raw config mapping, in place."""
     key, sep, value = override.partition("=")
     if not sep or not key:
-        raise ConfigError(f"override {override!r}: expected key.path=value, e.g. pmi.beta=0.5")
+        raise ConfigError(
+            f"override {override!r}: expected key.path=value, e.g. method.pmi.beta=0.5")
     node: Any = raw
     parts = key.split(".")
     for i, part in enumerate(parts):

@@ -80,9 +80,9 @@ def _collect(r: int, table: str, schema, parts: list[str]) -> Collect:
 def run_step(ctx: RunContext, step: Step) -> Path:
     """Run ``step`` unless its output is complete; record its wall time when it ran."""
     if step.done(ctx):
-        log.debug("round %d: %s: done, skipped", step.round, step.label)
+        log.debug("%s: done, skipped", step.title)
         return step.output(ctx)
-    log.info("round %d: %s", step.round, step.label)
+    log.info("%s", step.title)
     start = time.perf_counter()
     step.run(ctx)
     stage = step.timing()

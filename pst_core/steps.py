@@ -78,6 +78,11 @@ class Step:
         """How the Prefect UI and the logs name this step, e.g. ``train qwen-0.5b``."""
         return " ".join([self.kind.replace("-", " "), *self._label_parts()])
 
+    @property
+    def title(self) -> str:
+        """The label with its round: ``round 1: train qwen-0.5b`` (logs, Prefect task runs)."""
+        return f"round {self.round}: {self.label}"
+
     def _label_parts(self) -> list[str]:
         peer = getattr(self, "peer", None)
         return [peer] if peer else []
@@ -95,6 +100,10 @@ class Ingest(Step):
 
     def run(self, ctx: RunContext) -> None:
         write_table(ingest_dataset(self.spec)[0], self.output(ctx), DATASET_SCHEMA)
+
+    @property
+    def title(self) -> str:  # setup, before any round
+        return self.label
 
     def _label_parts(self) -> list[str]:
         return [self.spec.name]
