@@ -36,6 +36,17 @@ class DataConfig(Section):
         default_factory=list, description="Held-out benchmarks evaluated after every round."
     )
 
+    @model_validator(mode="after")
+    def _unique_names(self) -> DataConfig:
+        """Each dataset is stored as data/<name>.parquet: a repeated name would overwrite."""
+        names = [self.pool.name, *(spec.name for spec in self.eval)]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"dataset names must be unique across data.pool and data.eval "
+                             f"(each is stored as data/<name>.parquet), repeated: "
+                             f"{', '.join(repeated)}")
+        return self
+
 
 class GenerationConfig(Section):
     max_new_tokens: int = Field(256, gt=0, description="Token budget of one response.")
@@ -138,6 +149,13 @@ class ExperimentConfig(Section):
             return {"name": PST().name, **value}
         return value
 
+    @field_validator("learners")
+    @classmethod
+    def _some_learners(cls, learners: list[str] | None) -> list[str] | None:
+        if learners is not None and not learners:
+            raise ValueError("name at least one peer, or leave learners unset (all peers learn)")
+        return learners
+
     @field_validator("peers")
     @classmethod
     def _unique_peer_names(cls, peers: list[PeerConfig]) -> list[PeerConfig]:
@@ -208,6 +226,11 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     except FileNotFoundError:
         where = f" (included by {chain[-1]})" if chain else ""
         raise ConfigError(f"{path}: config file not found{where}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; give an experiment YAML file, e.g. "
+                          f"data/configs/demo.yaml") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config ({e.strerror})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(raw, dict):

@@ -1,4 +1,5 @@
-"""The base of every config section: typed, frozen, unknown keys refused.
+"""The base of every config section: typed, frozen, unknown keys and non-finite floats refused
+(``.inf`` or ``.nan`` in YAML is never a meaningful rate, temperature or clip).
 
 Its own tiny module so that the sections that live beside the code they configure (dataset specs
 in ``pst_core.data.spec``, each method's section in ``pst_core.methods``) need not import
@@ -11,4 +12,4 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
