@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pst_core.data.local import Row, Skips, map_record, read_rows
+from pst_core.data.local import Row, Skips, check_file, map_record, read_rows
 from pst_core.data.registry import Benchmark, get_benchmark
 from pst_core.data.spec import ColumnMap, DatasetConfig
 from pst_core.data.synthetic import generate_problems
@@ -92,6 +92,21 @@ def ingest_dataset(spec: DatasetConfig, skip_bad: bool = False) -> tuple[pa.Tabl
     if skips.total:
         log.warning("dataset %s: skipped %d bad row(s): %s", spec.name, skips.total, report.skipped)
     return table, report
+
+
+def check_dataset(spec: DatasetConfig) -> None:
+    """What can be checked without loading the data: a known benchmark, and a local file that
+    exists and has the mapped columns (only its first record is read). No Hub access.
+
+    Raises:
+        DataError: as ``ingest_dataset`` would, later.
+    """
+    if spec.benchmark == "synthetic":
+        return
+    if spec.benchmark is not None:
+        get_benchmark(spec.benchmark)
+    if spec.path is not None:
+        check_file(spec.path, spec.columns or _default_columns(spec.benchmark))
 
 
 def select_split(table: pa.Table, split: str, limit: int | None = None) -> pa.Table:

@@ -1,8 +1,11 @@
 """Read question/answer rows from local JSONL, JSON, CSV and Parquet files.
 
-Every bad row (unreadable line, non-UTF-8 bytes, missing or empty question) is an error naming
-the file, the line and the reason, unless the caller asked to skip bad rows; then each skipped
-row is counted by reason, so nothing disappears silently.
+Every bad row (unreadable line, non-UTF-8 bytes, missing or empty question, a question that is
+not text, a gold answer that is a list) is an error naming the file, the line and the reason,
+unless the caller asked to skip bad rows; then each skipped row is counted by reason, so nothing
+disappears silently. Values are never stringified blindly: a NaN is missing, not the text
+"nan", and a JSON object is not its Python repr. A UTF-8 byte order mark (Excel's "CSV UTF-8")
+is read as such, and a CSV header naming a column twice is refused (``csv`` would keep the last).
 """
 
 from __future__ import annotations
@@ -69,12 +72,7 @@ def read_rows(
             file-level problem (missing file, unknown format, a mapped column that is absent).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise DataError(f"{path}: unknown format {path.suffix!r}; use one of {', '.join(FORMATS)}")
-    records = {"jsonl": _jsonl, "json": _json, "csv": _csv, "parquet": _parquet}[fmt](path)
+    records = _records(path)
     rows: list[Row] = []
     checked_columns = False
     for where, record in records:
@@ -92,34 +90,93 @@ def read_rows(
     return rows
 
 
+def check_file(path: str | Path, columns: ColumnMap) -> None:
+    """Check a data file without reading it whole: it exists, has a known format, and its
+    first record has the mapped columns (``pst validate``, a run's start).
+
+    Raises:
+        DataError: the same file-level message ``read_rows`` would give later.
+    """
+    path = Path(path)
+    for where, record in _records(path):
+        if isinstance(record, BadRow):
+            raise DataError(f"{path}:{where}: {record}")
+        _check_columns(path, record, columns, warn=False)
+        return
+
+
 def map_record(record: dict[str, Any], columns: ColumnMap, default_id: str) -> Row:
-    """Turn one source record into a :class:`Row` using the column mapping."""
+    """Turn one source record into a :class:`Row` using the column mapping.
+
+    Raises:
+        BadRow: no question text; a question, id or gold answer of the wrong kind (a number or
+            a JSON object as the question, a list as the gold answer).
+    """
     question_cols = [columns.question] if isinstance(columns.question, str) else columns.question
-    parts = [_get(record, c) for c in question_cols]
-    question = " ".join(str(p).strip() for p in parts if p is not None and str(p).strip())
+    parts = [_question_text(_get(record, c), c) for c in question_cols]
+    question = " ".join(p for p in parts if p)
     if not question:
         raise BadRow(f"empty or missing question (column {'+'.join(question_cols)})")
-    answer = _answer_text(_get(record, columns.answer)) if columns.answer else None
+    answer = _answer_text(_get(record, columns.answer), columns.answer) if columns.answer else None
     all_answers = None
     if columns.all_answers:
         raw = _get(record, columns.all_answers)
-        if raw is not None:
+        if not _is_missing(raw):
             values = raw if isinstance(raw, (list, tuple)) else [raw]
-            all_answers = [a for a in (_answer_text(v) for v in values) if a is not None] or None
+            all_answers = [a for a in (_answer_text(v, columns.all_answers, item=True)
+                                       for v in values) if a is not None] or None
     row_id = _get(record, columns.id) if columns.id else None
+    if isinstance(row_id, (dict, list, tuple)):
+        raise BadRow(f"id (column {columns.id!r}) is {_kind(row_id)}, not a single value")
     return Row(
-        id=str(row_id) if row_id is not None else default_id,
+        id=str(row_id) if not _is_missing(row_id) else default_id,
         question=question,
         answer=answer,
         all_answers=all_answers,
     )
 
 
-def _check_columns(path: Path, record: dict[str, Any], columns: ColumnMap) -> None:
+def _is_missing(value: Any) -> bool:
+    """None, or a float NaN (JSON ``NaN``, a null in a float column of Parquet or pandas)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _question_text(value: Any, column: str) -> str | None:
+    """A question part's text; None when missing. Anything but a string is refused: str() of a
+    number or an object is not the question the data meant."""
+    if _is_missing(value):
+        return None
+    if not isinstance(value, str):
+        hint = (f" (point columns.question at its text, e.g. {column}.{next(iter(value))})"
+                if isinstance(value, dict) and value else "")
+        raise BadRow(f"question (column {column!r}) is {_kind(value)} ({_shown(value)}), not "
+                     f"text{hint}")
+    return value.strip() or None
+
+
+def _check_columns(path: Path, record: dict[str, Any], columns: ColumnMap,
+                   warn: bool = True) -> None:
     """Fail once, at file level, when a mapped column is absent from the first record."""
     wanted = [columns.question] if isinstance(columns.question, str) else list(columns.question)
     wanted += [c for c in (columns.id,) if c]
-    if columns.answer and _get(record, columns.answer, _MISSING) is _MISSING:
+    if warn and columns.answer and _get(record, columns.answer, _MISSING) is _MISSING:
         log.warning("%s: no column %r: the data is read as unlabeled", path, columns.answer)
     for column in wanted:
         if _get(record, column, _MISSING) is _MISSING:
@@ -142,10 +199,19 @@ def _get(record: dict[str, Any], dotted: str, default: Any = None) -> Any:
     return value
 
 
-def _answer_text(value: Any) -> str | None:
-    """Gold answers as strings: numbers canonical (``5.0`` -> ``5``), text stripped, empty -> None."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+def _answer_text(value: Any, column: str, item: bool = False) -> str | None:
+    """Gold answers as strings: numbers canonical (``5.0`` -> ``5``), text stripped, empty and
+    NaN -> None. A list or object is refused: its text (``[1]``) could never match an answer,
+    and whether a list means "any of these" is for the mapping to say (``columns.all_answers``).
+    """
+    if _is_missing(value):
         return None
+    if isinstance(value, (dict, list, tuple)):
+        what = f"an item of all_answers (column {column!r})" if item else \
+            f"answer (column {column!r})"
+        raise BadRow(f"{what} is {_kind(value)} ({_shown(value)}), not a single value; map a "
+                     f"list of accepted answers with columns.all_answers (and columns.answer "
+                     f"to one value, or null)")
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, (int, float)):
@@ -156,11 +222,23 @@ def _answer_text(value: Any) -> str | None:
     return text or None
 
 
+def _records(path: Path) -> Iterator[tuple[str, dict | BadRow]]:
+    """A file's records (lazily for JSONL and CSV), each with where it is (``line 3``)."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file" if not path.exists() else
+                        f"{path}: not a file; give a data file (.jsonl, .json, .csv, .parquet)")
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: unknown format {path.suffix!r}; use one of {', '.join(FORMATS)}")
+    return {"jsonl": _jsonl, "json": _json, "csv": _csv, "parquet": _parquet}[fmt](path)
+
+
 def _decoded_lines(path: Path) -> Iterator[tuple[int, str | BadRow]]:
+    """The file's lines as text; the first without a UTF-8 byte order mark (an Excel export)."""
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
-                yield lineno, raw.decode("utf-8")
+                yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as e:
                 yield lineno, BadRow(f"not valid UTF-8 (byte {e.start})")
 
@@ -185,7 +263,7 @@ def _jsonl(path: Path) -> Iterator[tuple[str, dict | BadRow]]:
 
 def _json(path: Path) -> Iterator[tuple[str, dict | BadRow]]:
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not valid UTF-8 (byte {e.start})") from None
     except json.JSONDecodeError as e:
@@ -202,23 +280,40 @@ def _json(path: Path) -> Iterator[tuple[str, dict | BadRow]]:
 
 
 def _csv(path: Path) -> Iterator[tuple[str, dict | BadRow]]:
-    lines: list[str] = []
-    for lineno, line in _decoded_lines(path):
-        if isinstance(line, BadRow):
-            yield f"line {lineno}", line
-            line = "\n"  # keep csv's line numbers those of the file; DictReader skips blanks
-        lines.append(line)
-    reader = csv.DictReader(lines)
+    undecodable: list[tuple[int, BadRow]] = []
+
+    def lines() -> Iterator[str]:
+        for lineno, line in _decoded_lines(path):
+            if isinstance(line, BadRow):
+                undecodable.append((lineno, line))
+                line = "\n"  # keep csv's line numbers those of the file; DictReader skips blanks
+            yield line
+
+    reader = csv.DictReader(lines())
+    header = reader.fieldnames or []
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise DataError(
+            f"{path}:line 1: column(s) {', '.join(map(repr, repeated))} appear more than once in "
+            f"the header (only the last would be read); rename or remove the duplicates")
     for record in reader:
+        while undecodable:
+            lineno, bad = undecodable.pop(0)
+            yield f"line {lineno}", bad
         yield f"line {reader.line_num}", {k: v for k, v in record.items() if k is not None}
+    for lineno, bad in undecodable:
+        yield f"line {lineno}", bad
 
 
 def _parquet(path: Path) -> Iterator[tuple[str, dict | BadRow]]:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        batches = pq.ParquetFile(path).iter_batches(batch_size=1024)
+        index = 0
+        for batch in batches:
+            for record in batch.to_pylist():
+                yield f"row {index}", record
+                index += 1
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise DataError(f"{path}: not a readable Parquet file ({e})") from None
-    for index, record in enumerate(table.to_pylist()):
-        yield f"row {index}", record
