@@ -37,7 +37,9 @@ from pst_core.steps import (
     Step,
     Train,
 )
-from pst_core.store import RunLayout, atomic_path
+from pst_core.checks import check_inputs
+from pst_core.models.checkpoint import remove_stale_checkpoints
+from pst_core.store import RunLayout, atomic_path, remove_stale_temporaries
 from pst_core.targets import TARGETS_SCHEMA
 from pst_core.tracking import NullTracker, Tracker
 from pst_core.train import TRAIN_LOG_SCHEMA
@@ -136,7 +138,12 @@ class Runner:
         return self.layout
 
     def setup(self) -> None:
-        """The run's config.yaml, a record of this invocation, and its ingested datasets."""
+        """Check the inputs; remove what a killed run left half-written; then the run's
+        config.yaml, a record of this invocation, and its ingested datasets."""
+        check_inputs(self.ctx.cfg)
+        for stale in remove_stale_temporaries(self.layout.root) + remove_stale_checkpoints(
+                self.layout.root):
+            log.info("removed %s (left by a killed run)", stale)
         path = self.layout.root / "config.yaml"
         with atomic_path(path) as tmp:
             tmp.write_text(yaml.safe_dump(self.ctx.cfg.model_dump(mode="json"), sort_keys=False))

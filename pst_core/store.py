@@ -8,6 +8,7 @@ half-written table. That makes "the output exists" a sound test for "the stage i
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -68,10 +69,75 @@ def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
     return conform(table, schema, str(path))
 
 
+def check_output_file(path: str | Path, label: str) -> Path:
+    """Refuse a path a file cannot be written to, before any work is done for it.
+
+    ``label`` is what the user typed it as (``--out``). Refused: an existing directory, and a
+    path below a regular file (its parent cannot be created). Root ignores permission bits, so
+    those are left to the write itself.
+
+    Raises:
+        StoreError: naming ``label``, the path and what to give instead.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise StoreError(f"{label} {path}: is a directory; give a file path, e.g. "
+                         f"{path / 'out.parquet'}")
+    check_output_dir(path.parent, label, of=path)
+    return path
+
+
+def check_output_dir(path: str | Path, label: str, of: Path | None = None) -> Path:
+    """Refuse a directory path that exists as a file, or lies below one (``mkdir`` would fail).
+
+    Raises:
+        StoreError: naming ``label`` (``--out``, ``output_dir``) and the file in the way.
+    """
+    path = Path(path)
+    for ancestor in (path, *path.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise StoreError(
+                    f"{label} {of or path}: {ancestor} is a file, not a directory; choose a path "
+                    f"in a directory (or move the file)")
+            break
+    return path
+
+
+# atomic_path's temporary files: ``.<name>.<8 random chars of mkstemp>.tmp`` beside the target.
+_TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temporaries(root: str | Path) -> list[Path]:
+    """Delete the temporary files ``atomic_path`` left under ``root`` when its process was
+    killed (SIGKILL, power loss: its ``finally`` never ran); return them.
+
+    Only files named like ``atomic_path``'s are touched. A live write would lose its temporary
+    too, so call this only while no other process writes under ``root`` (a run's start,
+    ``Runner.setup``).
+    """
+    root = Path(root)
+    stale = sorted(p for p in root.rglob(".*.tmp") if p.is_file() and _TEMP_FILE.match(p.name))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it into place only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Yield a temporary path next to ``path``; rename it into place only if the block succeeds.
+
+    Raises:
+        StoreError: ``path`` is a directory, or its directory cannot be created (a file is in
+            the way).
+    """
+    if path.is_dir():
+        raise StoreError(f"{path}: is a directory; cannot write a file there")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        check_output_dir(path.parent, "output", of=path)
+        raise
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)

@@ -7,11 +7,15 @@ base model's) or a full fine-tuned model with its tokenizer (``config.json``), a
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 _ADAPTER_CONFIG = "adapter_config.json"
+# save_checkpoint's temporary directory: ``.<peer>.<8 random chars of mkdtemp>`` beside the
+# checkpoint (peer names never start with a dot, so no checkpoint is named like one).
+_TEMP_DIR = re.compile(r"^\..+\.[a-z0-9_]{8}$")
 
 
 def save_checkpoint(model, tokenizer, out_dir: Path) -> Path:
@@ -29,6 +33,19 @@ def save_checkpoint(model, tokenizer, out_dir: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def remove_stale_checkpoints(root: Path) -> list[Path]:
+    """Delete the temporary directories ``save_checkpoint`` left in the ``checkpoints/``
+    folders under ``root`` when its process was killed mid-save; return them.
+
+    Call it only while no other process saves under ``root`` (a run's start).
+    """
+    stale = sorted(p for p in Path(root).rglob("checkpoints/.*")
+                   if p.is_dir() and p.parent.name == "checkpoints" and _TEMP_DIR.match(p.name))
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def is_checkpoint(path: Path) -> bool:

@@ -27,6 +27,7 @@ from pst_core.models.offline import (
 log = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+_GGUF_MAGIC = b"GGUF"
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,26 @@ def resolve_source(source: str, revision: str | None = None) -> ModelSource:
         f"unknown model {source!r}: not an offline model ({', '.join(OFFLINE_MODELS)}), "
         f"a .gguf file, a model directory, or a Hub id like org/name"
     )
+
+
+def check_source(source: str, revision: str | None = None) -> ModelSource:
+    """``resolve_source``, and a GGUF file's magic bytes: what can be known without loading.
+
+    Cheap (a name lookup, a few file checks, 4 bytes read; no Hub access: a Hub id is only
+    checked for its ``org/name`` shape), so configs and ``pst generate`` check sources up front.
+
+    Raises:
+        ModelError: as ``resolve_source``, or a .gguf file that does not start with ``GGUF``.
+    """
+    resolved = resolve_source(source, revision)
+    if resolved.kind == "gguf":
+        with open(resolved.location, "rb") as f:
+            magic = f.read(4)
+        if magic != _GGUF_MAGIC:
+            raise ModelError(
+                f"{source}: not a loadable GGUF model (it starts with {magic!r}, not GGUF's magic "
+                f"bytes {_GGUF_MAGIC!r}: truncated, or another format renamed); download it again")
+    return resolved
 
 
 def resolve_device(device: str) -> str:
