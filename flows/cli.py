@@ -1,7 +1,9 @@
 """The ``pst`` command line. Commands parse their arguments and call pst_core (or flows).
 
 Every error the user can fix (a bad config, a broken data file, an unknown model) is printed as
-one line on stderr with exit code 1; anything else is a bug and keeps its traceback.
+one line on stderr with exit code 1, and a usage error (a missing argument, an option typer
+cannot parse) as one line with exit code 2 (``main``); anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -43,10 +45,17 @@ def _user_errors(func):
         try:
             return func(*args, **kwargs)
         except PSTError as e:
-            err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            print_error(str(e))
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def print_error(message: str) -> None:
+    """One ``error: ...`` line on stderr, never wrapped, never read as rich markup."""
+    from rich.markup import escape
+
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 @app.callback()
@@ -91,11 +100,13 @@ def ingest(
 ):
     """Read a dataset into one Parquet table (id, question, answer, source, split)."""
     from pst_core.data import DATASET_SCHEMA, ingest_dataset
-    from pst_core.store import write_table
+    from pst_core.store import check_output_file, write_table
 
-    spec = dataset_spec(source, name, question_col, answer_col, id_col, eval_fraction)
+    spec, = all_valid(
+        lambda: dataset_spec(source, name, question_col, answer_col, id_col, eval_fraction))
+    out = check_output_file(out or Path(f"{spec.name}.parquet"), "--out")
     table, report = ingest_dataset(spec, skip_bad=skip_bad)
-    path = write_table(table, out or Path(f"{spec.name}.parquet"), DATASET_SCHEMA)
+    path = write_table(table, out, DATASET_SCHEMA)
     console.print(
         f"wrote {path}: {report.n_rows} rows ({report.n_train} train, {report.n_eval} eval)"
     )
@@ -139,9 +150,10 @@ def generate(
     from pst_core.generate import RESPONSES_SCHEMA, generate_solo
     from pst_core.models.backend import SamplingParams
     from pst_core.models.loading import load_backend
-    from pst_core.store import write_table
+    from pst_core.models.source import check_source
+    from pst_core.store import check_output_file, write_table
 
-    spec, peer, _ = all_valid(
+    spec, peer, _, _ = all_valid(
         lambda: dataset_spec(source, None, question_col, answer_col, id_col, eval_fraction,
                               split, limit),
         lambda: peer_config(model, {
@@ -149,7 +161,9 @@ def generate(
             "device": device, "backend": backend, "max_new_tokens": max_new_tokens,
         }, fields or []),
         lambda: check_sampling(temperature, n),
+        lambda: check_output_file(out, "--out"),
     )
+    check_source(peer.source, peer.revision)  # an unknown model fails before the data is read
     params = SamplingParams(max_new_tokens=peer.max_new_tokens, temperature=temperature, n=n,
                             seed=seed)
     table, _ = ingest_dataset(spec)
@@ -189,12 +203,14 @@ def run(
     parallel: Annotated[bool, typer.Option(help="Submit per-peer tasks together.")] = False,
 ):
     """Run an experiment: round 0 evaluation, then R rounds of its method. Resumes where it stopped."""
+    from pst_core.checks import check_inputs
     from pst_core.config import load_config
     from pst_core.metrics import summary
     from pst_core.runner import Runner
     from pst_core.tracking import open_tracker
 
     cfg = load_config(config, overrides or [])
+    check_inputs(cfg, where=str(config))  # before anything is written (Runner.setup repeats it)
     if prefect:
         prefect_env()
         from flows.pipeline import pipeline_flow
@@ -298,9 +314,12 @@ def track(
     from pst_core.store import RunLayout
     from pst_core.tracking import MlflowTracker
 
+    from pst_core.errors import StoreError
+
     config_file = run_dir / "config.yaml"
-    if not config_file.exists():
-        raise typer.BadParameter(f"{config_file} not found: not a run directory")
+    if not config_file.is_file():
+        raise StoreError(f"{run_dir}: not a run directory (it has no config.yaml); give one "
+                         f"like runs/<experiment>/<run>, as `pst run` prints it")
     cfg = parse_config(yaml.safe_load(config_file.read_text()), source=str(config_file))
     layout = RunLayout(run_dir)
     tracker = MlflowTracker(cfg.model_dump(mode="json"), layout)
@@ -358,6 +377,7 @@ def validate(
     markdown: Annotated[bool, typer.Option(help="With --fields: a Markdown table (README).")] = False,
 ):
     """Check an experiment config (or list every config field with --fields)."""
+    from pst_core.checks import check_inputs
     from pst_core.config import describe_fields, load_config
 
     if fields and markdown:
@@ -373,8 +393,10 @@ def validate(
         console.print(view)
         return
     if config is None:
-        raise typer.BadParameter("give a config path, or --fields")
+        raise typer.BadParameter("give a config path (e.g. data/configs/demo.yaml), or --fields",
+                                 param_hint="CONFIG")
     cfg = load_config(config, overrides or [])
+    check_inputs(cfg, where=str(config))
     console.print(f"{config}: valid (experiment {cfg.experiment}, run {cfg.run_name})")
 
 
@@ -383,7 +405,12 @@ def models_list():
     """The offline packaged models, their licenses, and whether they are fetched."""
     from pst_core.models.offline import OFFLINE_MODELS, offline_model_path
 
-    view = Table("name", "model", "license", "size", "fetched")
+    # Names are copied into configs: never cut (an ellipsis would hide the tail); the other
+    # columns fold (a long word or URL breaks across lines, every character kept).
+    view = Table()
+    view.add_column("name", no_wrap=True, min_width=max(map(len, OFFLINE_MODELS)))
+    for header in ("model", "license", "size", "fetched"):
+        view.add_column(header, overflow="fold")
     for m in OFFLINE_MODELS.values():
         fetched = "yes" if offline_model_path(m.name).exists() else "no"
         view.add_row(m.name, m.description, m.license, f"{m.size / 2**20:.0f} MiB", fetched)
@@ -407,8 +434,30 @@ def models_fetch(
         console.print(f"{name}: {path} (SHA-256 verified)")
 
 
-def main() -> None:  # pragma: no cover - `python -m flows.cli`
-    app()
+def main(argv: list[str] | None = None) -> int:
+    """The ``pst`` console script (and ``python -m flows.cli``): ``app`` with click's usage
+    errors (missing argument, unparsable option, unknown command) as one ``error:`` line and
+    exit code 2, instead of its boxed usage text."""
+    try:  # typer >= 0.24 raises its vendored copy of click's exceptions
+        from typer._click import exceptions as click_errors
+    except ImportError:  # pragma: no cover - older typer: click itself
+        from click import exceptions as click_errors
+
+    try:
+        return app(args=argv, prog_name="pst", standalone_mode=False) or 0
+    except click_errors.NoArgsIsHelpError as e:  # `pst` alone: the help, as click shows it
+        e.show()
+        return e.exit_code
+    except click_errors.UsageError as e:
+        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+        print_error(e.format_message() + hint)
+        return e.exit_code
+    except click_errors.ClickException as e:
+        print_error(e.format_message())
+        return e.exit_code
+    except click_errors.Abort:
+        print_error("aborted")
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

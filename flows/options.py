@@ -42,15 +42,15 @@ def validated(model, values: dict[str, Any], labels: dict[str, str]):
 
 
 def all_valid(*builders):
-    """Each builder's result; if some raise ConfigError, one ConfigError with all their
+    """Each builder's result; if some raise a PSTError, one ConfigError with all their
     messages (every bad option reported at once)."""
-    from pst_core.errors import ConfigError
+    from pst_core.errors import ConfigError, PSTError
 
     results, problems = [], []
     for build in builders:
         try:
             results.append(build())
-        except ConfigError as e:
+        except PSTError as e:
             problems.append(str(e))
     if problems:
         raise ConfigError("; ".join(problems))
@@ -88,13 +88,26 @@ def dataset_spec(
             question=question_col or "question", answer=answer_col or "answer", id=id_col
         )
     elif is_file and benchmark is None and Path(source).suffix == ".parquet":
-        columns = ColumnMap(id="id", all_answers="all_answers")  # a table `pst ingest` wrote
+        # A table `pst ingest` wrote keeps its ids and accepted answers; another has neither.
+        present = _parquet_columns(source)
+        columns = ColumnMap(id="id" if "id" in present else None,
+                            all_answers="all_answers" if "all_answers" in present else None)
     options = {"eval_fraction": eval_fraction, "split": split, "limit": limit}
     values = {"name": name or (benchmark or Path(source).stem), "benchmark": benchmark,
               "path": source if is_file else None, "columns": columns, **options}
     labels = {"name": "--name" if name else "SOURCE", "benchmark": "SOURCE", "path": "SOURCE",
               **option_labels(**options)}
     return validated(DatasetConfig, values, labels)
+
+
+def _parquet_columns(path: str) -> list[str]:
+    """The column names of a Parquet file; none when unreadable (the loader says why, later)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_schema(path).names
+    except Exception:  # noqa: BLE001 - a missing or damaged file is reported by the loader
+        return []
 
 
 def peer_config(model: str, options: dict[str, Any], fields: list[str]):
@@ -105,7 +118,7 @@ def peer_config(model: str, options: dict[str, Any], fields: list[str]):
 
     path = Path(model)
     if model.endswith(".gguf") or path.is_dir():  # a local model: named by its file or folder
-        name = path.stem if model.endswith(".gguf") else path.name
+        name = path.stem if model.endswith(".gguf") else path.resolve().name
     else:  # an offline model's name, or a Hub id org/name
         name = model.replace("/", "--")
     raw = {"name": name, "source": model, **options}
@@ -124,6 +137,7 @@ def check_sampling(temperature: float, n: int) -> None:
     from pydantic import Field, create_model
 
     options = {"temperature": temperature, "n": n}
-    checks = create_model("SamplingOptions", temperature=(float, Field(ge=0)),
+    checks = create_model("SamplingOptions",
+                          temperature=(float, Field(ge=0, allow_inf_nan=False)),
                           n=(int, Field(ge=1)))
     validated(checks, options, option_labels(**options))
