@@ -136,3 +136,15 @@ def test_generate_takes_peer_fields_as_key_value(tmp_path, tiny_llama_dir):
     assert result.returncode == 0, result.stderr
     rows = pq.read_table(out).to_pylist()
     assert len(rows) == 2 and all(r["n_tokens"] <= 3 for r in rows)  # key=value wins
+
+
+def test_models_list_never_cuts_names():
+    """At 80 columns through a pipe: every name whole on its line (descriptions fold instead)."""
+    from pst_core.models.offline import OFFLINE_MODELS
+
+    result = pst("models", "list", env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout
+    for name in OFFLINE_MODELS:
+        assert f" {name} " in result.stdout, result.stdout
+    assert max(map(len, result.stdout.splitlines())) <= 80

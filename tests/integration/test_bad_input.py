@@ -1,0 +1,223 @@
+"""Every bad input is one `error:` line, through the real `pst` command, and writes nothing.
+
+Each case runs ``python -m flows.cli`` in a subprocess on files made in a fresh directory, then
+checks: the exit status (1, or 2 for usage errors), exactly one line starting with ``error:``
+naming the culprit (option, field, file and row), no traceback, and the same directory listing
+as before. The few cases of accepted input (a model given by its absolute or relative path, a
+CSV or JSONL with a UTF-8 BOM) check instead that exactly the expected file appears.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+NAN = float("nan")
+
+
+def _parquet(columns: dict):
+    return lambda path: pq.write_table(pa.table(columns), path)
+
+
+FILES = {
+    "q.jsonl": '{"question": "2+2?", "answer": "4"}\n{"question": "3+3?", "answer": "6"}\n',
+    "nan.jsonl": '{"question": NaN, "answer": "4"}\n{"question": "3+3?", "answer": "6"}\n',
+    "object.jsonl": '{"question": {"text": "2+2?"}, "answer": "4"}\n',
+    "duplicate.csv": "question,answer,question\nA?,4,B?\n",
+    "bom.csv": "\ufeffquestion,answer\nA?,4\n",
+    "bom.jsonl": '\ufeff{"question": "A?", "answer": "4"}\n',
+    "number.parquet": _parquet({"question": [1.5, 2.0], "answer": ["1", "2"]}),
+    "nan.parquet": _parquet({"question": [NAN, 2.0], "answer": ["1", "2"]}),
+    "list.parquet": _parquet({"question": ["A?", "B?"], "answer": [[1], [2, 3]]}),
+    "bad.gguf": "not a gguf",
+    "afile": "a regular file",
+}
+
+
+@dataclass
+class Case:
+    """``args`` are formatted with {tmp} (the case's directory), {model} (a tiny model dir)
+    and {config} (a valid two-peer experiment YAML writing to {tmp}/runs)."""
+
+    args: list[str]
+    error: list[str] = field(default_factory=list)  # fragments of the one error line
+    status: int = 1
+    writes: str | None = None  # accepted input: the one file it must write (under {tmp})
+    cwd: str = "{tmp}/cwd"
+
+
+CASES = {
+    # pst ingest: options
+    "ingest-eval-fraction": Case(["ingest", "{tmp}/q.jsonl", "--eval-fraction", "2"],
+                                 ["--eval-fraction: Input should be less than 1 (got 2.0)"]),
+    "ingest-name-path": Case(["ingest", "{tmp}/q.jsonl", "--name", "../evil"],
+                             ["--name: String should match pattern", "'../evil'"]),
+    "ingest-out-directory": Case(["ingest", "{tmp}/q.jsonl", "--out", "{tmp}/cwd"],
+                                 ["--out", "/cwd: is a directory"]),
+    "ingest-out-under-file": Case(["ingest", "{tmp}/q.jsonl", "--out", "{tmp}/afile/o.parquet"],
+                                  ["--out", "afile is a file, not a directory"]),
+    # pst ingest: rows accepted but wrong before
+    "ingest-json-nan-question": Case(["ingest", "{tmp}/nan.jsonl", "--out", "{tmp}/o.parquet"],
+                                     ["nan.jsonl:line 1: empty or missing question"]),
+    "ingest-object-question": Case(
+        ["ingest", "{tmp}/object.jsonl", "--out", "{tmp}/o.parquet"],
+        ["object.jsonl:line 1: question (column 'question') is a JSON object", "question.text"]),
+    "ingest-parquet-number-question": Case(
+        ["ingest", "{tmp}/number.parquet", "--out", "{tmp}/o.parquet"],
+        ["number.parquet:row 0: question (column 'question') is a number (1.5), not text"]),
+    "ingest-parquet-nan-question": Case(
+        ["ingest", "{tmp}/nan.parquet", "--out", "{tmp}/o.parquet"],
+        ["nan.parquet:row 0: empty or missing question"]),
+    "ingest-parquet-list-answer": Case(
+        ["ingest", "{tmp}/list.parquet", "--out", "{tmp}/o.parquet"],
+        ["list.parquet:row 0: answer (column 'answer') is a list ([1])", "columns.all_answers"]),
+    "ingest-csv-duplicate-header": Case(
+        ["ingest", "{tmp}/duplicate.csv", "--out", "{tmp}/o.parquet"],
+        ["duplicate.csv:line 1: column(s) 'question' appear more than once in the header"]),
+    "ingest-csv-bom": Case(["ingest", "{tmp}/bom.csv", "--out", "{tmp}/o.parquet"],
+                           writes="o.parquet"),
+    "ingest-jsonl-bom": Case(["ingest", "{tmp}/bom.jsonl", "--out", "{tmp}/o.parquet"],
+                             writes="o.parquet"),
+    # pst generate: options (checked before the model loads)
+    **{f"generate{option}{value}": Case(
+        ["generate", "{tmp}/q.jsonl", "-m", "{model}", "--out", "{tmp}/r.parquet", option, value],
+        [f"{option}: {message}"]) for option, value, message in [
+            ("--limit", "0", "Input should be greater than 0 (got 0)"),
+            ("--limit", "-1", "Input should be greater than 0 (got -1)"),
+            ("--prompt-format", "bogus", "Input should be 'auto', 'chat' or 'fewshot'"),
+            ("--batch-size", "0", "Input should be greater than 0 (got 0)"),
+            ("--split", "bogus", "Input should be 'train', 'eval' or 'all'"),
+            ("--dtype", "bogus", "Input should be 'auto', 'bfloat16', 'float16' or 'float32'"),
+            ("--max-new-tokens", "0", "Input should be greater than 0 (got 0)"),
+            ("--n", "0", "Input should be greater than or equal to 1 (got 0)"),
+            ("--temperature", "-1", "Input should be greater than or equal to 0 (got -1.0)"),
+        ]},
+    "generate-out-directory": Case(
+        ["generate", "{tmp}/q.jsonl", "-m", "{model}", "--out", "{tmp}/cwd"],
+        ["--out", "/cwd: is a directory"]),
+    "generate-out-under-file": Case(
+        ["generate", "{tmp}/q.jsonl", "-m", "{model}", "--out", "{tmp}/afile/r.parquet"],
+        ["--out", "afile is a file, not a directory"]),
+    "generate-not-gguf": Case(
+        ["generate", "{tmp}/q.jsonl", "-m", "{tmp}/bad.gguf", "--out", "{tmp}/r.parquet"],
+        ["bad.gguf: not a loadable GGUF model", "magic bytes"]),
+    "generate-model-absolute-dir": Case(
+        ["generate", "{tmp}/q.jsonl", "-m", "{model}", "--out", "{tmp}/r.parquet",
+         "max_new_tokens=4", "dtype=float32"], writes="r.parquet"),
+    "generate-model-relative-dir": Case(
+        ["generate", "{tmp}/q.jsonl", "-m", "./model", "--out", "{tmp}/r.parquet",
+         "max_new_tokens=4", "dtype=float32"], writes="r.parquet", cwd="{tmp}/cwd/.."),
+    # configs: pst validate and pst run refuse them before anything is written
+    "validate-output-dir-is-file": Case(["validate", "{config}", "output_dir={tmp}/afile"],
+                                        ["output_dir: run directory", "afile is a file"]),
+    "run-output-dir-is-file": Case(
+        ["run", "{config}", "output_dir={tmp}/afile", "--no-prefect", "--no-track"],
+        ["output_dir: run directory", "afile is a file"]),
+    "validate-directory": Case(["validate", "{tmp}"], ["is a directory; give an experiment YAML"]),
+    "validate-no-learners": Case(["validate", "{config}", "learners=[]"],
+                                 ["learners: name at least one peer"]),
+    "validate-infinite-rate": Case(["validate", "{config}", "train.learning_rate=.inf"],
+                                   ["train.learning_rate: Input should be a finite number"]),
+    "validate-nan-rate": Case(["validate", "{config}", "train.learning_rate=.nan"],
+                              ["train.learning_rate: Input should be a finite number"]),
+    "validate-repeated-dataset-name": Case(
+        ["validate", "{config}", "data.eval=[{name: e, benchmark: synthetic}, "
+         "{name: e, path: '{tmp}/q.jsonl'}]"],
+        ["data: dataset names must be unique", "repeated: e"]),
+    "validate-unknown-source": Case(["validate", "{config}", "peers.0.source=nosuch"],
+                                    ["peers.0.source: unknown model 'nosuch'"]),
+    "validate-not-gguf-source": Case(["validate", "{config}", "peers.1.source={tmp}/bad.gguf"],
+                                     ["peers.1.source:", "not a loadable GGUF model"]),
+    "validate-missing-pool-file": Case(["validate", "{config}", "data.pool.path={tmp}/no.jsonl"],
+                                       ["data.pool:", "no.jsonl: no such file"]),
+    "validate-missing-column": Case(["validate", "{config}", "data.pool.columns.question=prompt"],
+                                    ["data.pool:", "no column 'prompt' (columns: question, answer)"]),
+    "run-unknown-source": Case(
+        ["run", "{config}", "peers.0.source=nosuch", "--no-prefect", "--no-track"],
+        ["peers.0.source: unknown model 'nosuch'"]),
+    # usage errors: one line too, exit 2
+    "validate-without-config": Case(["validate"], ["CONFIG", "pst validate --help"], status=2),
+    "compare-without-runs": Case(["compare"], ["Missing argument", "pst compare --help"],
+                                 status=2),
+    "track-not-a-run": Case(["track", "{tmp}/cwd"], ["not a run directory"]),
+}
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if not p.relative_to(root).parts[0] in ("cache", "model"))
+
+
+def _fill(text: str, workspace: dict[str, str]) -> str:
+    for key, value in workspace.items():
+        text = text.replace(f"{{{key}}}", value)
+    return text
+
+
+@pytest.fixture()
+def workspace(tmp_path, tiny_llama_dir) -> dict[str, str]:
+    for name, content in FILES.items():
+        if callable(content):
+            content(tmp_path / name)
+        else:
+            (tmp_path / name).write_text(content, encoding="utf-8")
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "model").symlink_to(tiny_llama_dir, target_is_directory=True)
+    config = {
+        "experiment": "bad", "rounds": 1, "questions_per_round": 2,
+        "output_dir": str(tmp_path / "runs"),
+        "data": {"pool": {"name": "pool", "path": str(tmp_path / "q.jsonl")},
+                 "eval": [{"name": "e", "benchmark": "synthetic", "synthetic": {"n": 10}}]},
+        "peers": [{"name": n, "source": str(tiny_llama_dir), "dtype": "float32"}
+                  for n in ("a", "b")],
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    return {"tmp": str(tmp_path), "model": str(tiny_llama_dir),
+            "config": str(tmp_path / "config.yaml")}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_bad_input_is_one_error_line_and_writes_nothing(case, workspace):
+    tmp = Path(workspace["tmp"])
+    before = _listing(tmp)
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.cli", *(_fill(a, workspace) for a in case.args)],
+        capture_output=True, text=True, cwd=_fill(case.cwd, workspace),
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PST_CACHE_DIR": str(tmp / "cache"),
+             "COLUMNS": "200"},
+    )
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    new = sorted(set(_listing(tmp)) - set(before))
+    if case.writes:
+        assert result.returncode == 0 and not errors, output
+        assert new == [case.writes], new
+        assert pq.read_table(tmp / case.writes).num_rows > 0
+        return
+    assert result.returncode == case.status, output
+    assert len(errors) == 1, output
+    for fragment in case.error:
+        assert fragment in errors[0], errors[0]
+    assert new == [], new
+
+
+def test_bom_is_read_as_an_encoding_mark(tmp_path):
+    """(The BOM cases above check that a file is written; here, what it holds.)"""
+    from pst_core.data.ingest import ingest_dataset
+    from pst_core.data.spec import DatasetConfig
+
+    for name in ("bom.csv", "bom.jsonl"):
+        (tmp_path / name).write_text(FILES[name], encoding="utf-8")
+        table, _ = ingest_dataset(DatasetConfig(name="b", path=str(tmp_path / name)))
+        assert table.select(["question", "answer"]).to_pylist() == [
+            {"question": "A?", "answer": "4"}], name
