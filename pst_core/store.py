@@ -72,9 +72,9 @@ def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
 def check_output_file(path: str | Path, label: str) -> Path:
     """Refuse a path a file cannot be written to, before any work is done for it.
 
-    ``label`` is what the user typed it as (``--out``). Refused: an existing directory, and a
-    path below a regular file (its parent cannot be created). Root ignores permission bits, so
-    those are left to the write itself.
+    ``label`` is what the user typed it as (``--out``). Refused: an existing directory, a path
+    below a regular file (its parent cannot be created), and one whose nearest existing
+    directory this user may not write to (root may write anywhere).
 
     Raises:
         StoreError: naming ``label``, the path and what to give instead.
@@ -88,7 +88,8 @@ def check_output_file(path: str | Path, label: str) -> Path:
 
 
 def check_output_dir(path: str | Path, label: str, of: Path | None = None) -> Path:
-    """Refuse a directory path that exists as a file, or lies below one (``mkdir`` would fail).
+    """Refuse a directory path that exists as a file, lies below one (``mkdir`` would fail), or
+    lies in a directory this user may not write to.
 
     Raises:
         StoreError: naming ``label`` (``--out``, ``output_dir``) and the file in the way.
@@ -100,6 +101,9 @@ def check_output_dir(path: str | Path, label: str, of: Path | None = None) -> Pa
                 raise StoreError(
                     f"{label} {of or path}: {ancestor} is a file, not a directory; choose a path "
                     f"in a directory (or move the file)")
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                raise StoreError(f"{label} {of or path}: no permission to write in {ancestor}; "
+                                 f"choose a directory you can write to")
             break
     return path
 
@@ -128,17 +132,17 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it into place only if the block succeeds.
 
     Raises:
-        StoreError: ``path`` is a directory, or its directory cannot be created (a file is in
-            the way).
+        StoreError: ``path`` is a directory, or its directory cannot be created or written to
+            (a file in the way, no permission).
     """
     if path.is_dir():
         raise StoreError(f"{path}: is a directory; cannot write a file there")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        check_output_dir(path.parent, "output", of=path)
-        raise
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise StoreError(f"{path}: cannot write there ({e.strerror}); choose a path in a "
+                         f"directory you can write to") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
