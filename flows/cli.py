@@ -311,10 +311,9 @@ def track(
     import yaml
 
     from pst_core.config import parse_config
+    from pst_core.errors import StoreError
     from pst_core.store import RunLayout
     from pst_core.tracking import MlflowTracker
-
-    from pst_core.errors import StoreError
 
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import yaml
 
+from pst_core.checks import check_inputs
 from pst_core.config import ExperimentConfig
 from pst_core.context import RunContext
+from pst_core.models.checkpoint import remove_stale_checkpoints
 from pst_core.provenance import record_invocation
 from pst_core.steps import (
     Collect,
@@ -37,8 +39,6 @@ from pst_core.steps import (
     Step,
     Train,
 )
-from pst_core.checks import check_inputs
-from pst_core.models.checkpoint import remove_stale_checkpoints
 from pst_core.store import RunLayout, atomic_path, remove_stale_temporaries
 from pst_core.targets import TARGETS_SCHEMA
 from pst_core.tracking import NullTracker, Tracker

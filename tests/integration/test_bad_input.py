@@ -130,8 +130,8 @@ CASES = {
     "validate-nan-rate": Case(["validate", "{config}", "train.learning_rate=.nan"],
                               ["train.learning_rate: Input should be a finite number"]),
     "validate-repeated-dataset-name": Case(
-        ["validate", "{config}", "data.eval=[{name: e, benchmark: synthetic}, "
-         "{name: e, path: '{tmp}/q.jsonl'}]"],
+        ["validate", "{config}",
+         "data.eval=[{name: e, benchmark: synthetic}, {name: e, path: '{tmp}/q.jsonl'}]"],
         ["data: dataset names must be unique", "repeated: e"]),
     "validate-unknown-source": Case(["validate", "{config}", "peers.0.source=nosuch"],
                                     ["peers.0.source: unknown model 'nosuch'"]),
