@@ -369,6 +369,39 @@ def print_summary(rows: list[dict]) -> None:
 
 @app.command()
 @_user_errors
+def preflight(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML of a PST method.")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides.")] = None,
+    questions: Annotated[int, typer.Option(min=2, help="Pool questions to answer.")] = 32,
+):
+    """Before training: each peer's label-free reliability, their agreement, and whether the
+    group looks like a better teacher than each learner alone (gold only as an audit)."""
+    from pst_core.config import load_config
+    from pst_core.preflight import run_preflight
+
+    found = run_preflight(load_config(config, overrides or []), questions)
+    pct = lambda v: "-" if v is None or v != v else f"{100 * v:.0f}%"  # noqa: E731
+    view = Table("peer", "estimated accuracy", "agreement", "answer rate", "gold accuracy (audit)",
+                 title=f"{found.n_questions} question(s), {found.run_dir}")
+    for p in found.peers:
+        view.add_row(p["peer"], pct(p["estimated_accuracy"]), pct(p["agreement"]),
+                     pct(p["answer_rate"]), pct(p["gold_accuracy"]))
+    console.print(view)
+    names = [p["peer"] for p in found.peers]
+    matrix = Table("agrees with ->", *names, title="share of the row peer's answers the column "
+                   "peer gave too")
+    for a in names:
+        matrix.add_row(a, *["-" if a == b else pct(found.agreement[(a, b)]) for b in names])
+    console.print(matrix)
+    console.print(f"questions with a strict majority: {pct(found.majority_share)}")
+    console.print(f"reliable aggregate: estimated {pct(found.reliable_estimate)}, gold "
+                  f"{pct(found.reliable_gold)} (audit); plain vote: gold {pct(found.vote_gold)}")
+    for line in found.verdicts():
+        console.print(line)
+
+
+@app.command()
+@_user_errors
 def validate(
     config: Annotated[Optional[Path], typer.Argument(help="Experiment YAML to check.")] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides.")] = None,

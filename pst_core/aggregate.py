@@ -5,8 +5,15 @@ the later peer, so with no majority the last peer wins; the target is the latest
 carries the winning answer (DESIGN.md), or the earliest (``representative: earliest``). Measured
 in the offline demo: SmolLM2 and Gemma, seeing Qwen's worked answer, restate it as "The answer
 is 28."; as the latest carriers those one-liners became Qwen's targets, and two rounds of LoRA
-taught Qwen to skip its working (EM 92% -> 0%). ``final``: the last peer's response. A question whose aggregate has
+taught Qwen to skip its working (EM 92% -> 0%). ``last``: the last responder's response (the reference of the paper's reading). A question whose aggregate has
 no extractable answer is dropped, with its reason kept in the rejected table.
+
+``reliable`` (DESIGN.md "Beyond the paper"): with two peers far weaker than the learner, the
+vote's ties went to the weakest peer and PST fell below the untuned learner. This rule weighs
+peers by a label-free reliability estimate (``reliability.estimate_reliability``): the winner is
+the candidate answer with the highest posterior (``reliability.answer_posteriors``; ties to the
+one carried by the more reliable peer), questions whose winning posterior is below ``min_share``
+are rejected, and the target is the response of the most reliable peer carrying the winner.
 
 The ``gold_match`` column is an audit filled by ``audit_gold`` after aggregation, from the
 dataset's gold answers; no later stage reads it (``training_view`` drops it).
@@ -19,13 +26,14 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from pst_core.answers import group_answers, is_equivalent, matches_gold
+from pst_core.reliability import Candidate, answer_posteriors
 
 AGGREGATES_SCHEMA = pa.schema(
     [
         pa.field("question_id", pa.string(), nullable=False),
         pa.field("response", pa.string(), nullable=False),  # the training target a*
         pa.field("answer", pa.string(), nullable=False),  # a*'s extracted answer
-        pa.field("method", pa.string(), nullable=False),  # vote | final
+        pa.field("method", pa.string(), nullable=False),  # vote | last | reliable
         pa.field("source_peer", pa.string(), nullable=False),  # whose response a* is
         pa.field("votes", pa.int32(), nullable=False),  # responses carrying a*'s answer
         pa.field("n_peers", pa.int32(), nullable=False),
@@ -41,31 +49,55 @@ REJECTED_SCHEMA = pa.schema(
     ]
 )
 
+METHODS = ("vote", "last", "reliable")
+
 
 def aggregate_responses(
-    responses: pa.Table, method: str = "vote", representative: str = "latest"
+    responses: pa.Table,
+    method: str = "vote",
+    representative: str = "latest",
+    reliability: pa.Table | None = None,
+    min_share: float = 0.0,
 ) -> tuple[pa.Table, pa.Table]:
     """Aggregate a round's responses per question.
 
     Args:
         responses: a ``RESPONSES_SCHEMA`` table (one response per peer and question).
-        method: ``vote`` or ``final``.
+        method: ``vote``, ``last`` or ``reliable``.
         representative: for ``vote``, the ``latest`` or ``earliest`` response carrying the
             winning answer becomes the target.
+        reliability: for ``reliable`` (required there), a ``RELIABILITY_SCHEMA`` table of the
+            same peers, e.g. ``estimate_reliability(responses)``.
+        min_share: for ``reliable``, the least posterior the winning answer needs; questions
+            below it are rejected with the share in the reason.
 
     Returns:
         (aggregates, rejected): ``AGGREGATES_SCHEMA`` with ``gold_match`` null, and
-        ``REJECTED_SCHEMA`` rows for questions without an extractable aggregate answer.
+        ``REJECTED_SCHEMA`` rows for questions without an extractable aggregate answer (or, for
+        ``reliable``, with too small a winning share).
     """
+    if method not in METHODS:
+        raise ValueError(f"aggregate method must be one of {METHODS}, got {method!r}")
+    if method == "reliable" and reliability is None:
+        raise ValueError("method 'reliable' needs the peers' reliability: pass "
+                         "reliability=estimate_reliability(responses) (pst_core.reliability)")
+    table_rows = responses.to_pylist()
+    posteriors = answer_posteriors(responses, reliability) if method == "reliable" else {}
     by_question: dict[str, list[dict]] = {}
-    for row in responses.to_pylist():
+    for row in table_rows:
         by_question.setdefault(row["question_id"], []).append(row)
     kept, rejected = [], []
     for qid, rows in by_question.items():
         rows.sort(key=lambda r: r["position"])
-        chosen, votes = _vote(rows, representative) if method == "vote" else _final(rows)
+        if method == "reliable":
+            chosen, votes, reason = _reliable(posteriors[qid], table_rows, min_share)
+        elif method == "vote":
+            chosen, votes = _vote(rows, representative)
+            reason = "no peer answer extractable"
+        else:
+            chosen, votes = _last(rows)
+            reason = "last peer has no answer"
         if chosen is None:
-            reason = "no peer answer extractable" if method == "vote" else "last peer has no answer"
             rejected.append({"question_id": qid, "reason": reason})
             continue
         kept.append({
@@ -75,6 +107,18 @@ def aggregate_responses(
         })
     return (pa.Table.from_pylist(kept, schema=AGGREGATES_SCHEMA),
             pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA))
+
+
+def _reliable(
+    candidates: list[Candidate], table_rows: list[dict], min_share: float
+) -> tuple[dict | None, int, str]:
+    """The most probable candidate, represented by its most reliable carrier."""
+    if not candidates:
+        return None, 0, "no peer answer extractable"
+    best = candidates[0]
+    if best.posterior < min_share:
+        return None, 0, f"winning share {best.posterior:.2f} below min_share {min_share:g}"
+    return table_rows[best.rows[0]], len(best.rows), ""
 
 
 def _vote(rows: list[dict], representative: str) -> tuple[dict | None, int]:
@@ -87,7 +131,7 @@ def _vote(rows: list[dict], representative: str) -> tuple[dict | None, int]:
     return pick(best, key=lambda r: r["position"]), len(best)
 
 
-def _final(rows: list[dict]) -> tuple[dict | None, int]:
+def _last(rows: list[dict]) -> tuple[dict | None, int]:
     last = rows[-1]
     if last["answer"] is None:
         return None, 0

@@ -2,7 +2,8 @@
 
 Evaluation gives EM and the GV gap per peer and benchmark (and EM per swept temperature for
 ``base``); the training side gives the number of targets and their pseudo-label accuracy (the
-gold audit), agreement (PST), PMI and weight spread, losses and tokens; every stage that ran
+gold audit), agreement (PST), each peer's label-free reliability estimate (and its audited
+accuracy), PMI and weight spread, losses and tokens; every stage that ran
 records its wall time (``wall_s/<stage>``).
 """
 
@@ -16,6 +17,7 @@ from pst_core.aggregate import AGGREGATES_SCHEMA, REJECTED_SCHEMA
 from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA, eval_metrics
 from pst_core.generate import RESPONSES_SCHEMA
 from pst_core.pmi import PMI_SCHEMA
+from pst_core.reliability import RELIABILITY_SCHEMA
 from pst_core.store import RunLayout, read_table
 from pst_core.targets import TARGETS_SCHEMA
 from pst_core.train import TRAIN_LOG_SCHEMA
@@ -42,6 +44,13 @@ def round_metrics(layout: RunLayout, r: int, peers: list[str]) -> pa.Table:
             add("n_rejected", float(rejected.num_rows))
             add("agreement", _mean([a["agreement"] for a in aggregates]))
         pmi = read_table(layout.pmi(r), PMI_SCHEMA).to_pylist() if layout.pmi(r).exists() else []
+        reliability = layout.round_dir(r) / "peers.parquet"
+        for row in (read_table(reliability, RELIABILITY_SCHEMA).to_pylist()
+                    if reliability.exists() else []):
+            add("reliability_est", row["estimated_accuracy"], row["peer"])
+            add("agreement_rate", row["agreement"], row["peer"])
+            if row["gold_accuracy"] is not None:  # the audit: never read by training
+                add("reliability_gold", row["gold_accuracy"], row["peer"])
         for name in peers:
             mine = [x for x in responses if x["peer"] == name]
             own_targets = [t for t in targets if t["peer"] == name]

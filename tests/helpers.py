@@ -74,12 +74,13 @@ def training_outputs(layout, rounds: int = 2, peers=("llama", "qwen", "gemma")) 
 
     out = {}
     for r in range(1, rounds + 1):
-        for name in ("questions", "responses", "pmi", "train_log", "aggregates", "targets"):
+        for name in ("questions", "responses", "peers", "pmi", "train_log", "aggregates",
+                     "targets"):
             path = layout.round_dir(r) / f"{name}.parquet"
             if path.exists():
                 table = pq.read_table(path)
-                if "gold_match" in table.column_names:
-                    table = table.drop(["gold_match"])
+                audits = [c for c in ("gold_match", "gold_accuracy") if c in table.column_names]
+                table = table.drop(audits)
                 out[(r, name)] = table.to_pylist()
         for peer in peers:
             weights = load_file(layout.checkpoint(r, peer) / "adapter_model.safetensors")

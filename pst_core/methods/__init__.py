@@ -11,7 +11,7 @@ from pydantic import Field
 from pst_core.methods.base import Base
 from pst_core.methods.majority import Majority
 from pst_core.methods.method import Method
-from pst_core.methods.pst import PST, PSTPaper, PSTUniform
+from pst_core.methods.pst import PST, PSTPaper, PSTRobust, PSTUniform
 from pst_core.methods.sept import SePT
 
 REGISTRY: dict[str, type[Method]] = {
@@ -19,6 +19,7 @@ REGISTRY: dict[str, type[Method]] = {
     "pst": PST,
     "pst-uniform": PSTUniform,
     "pst-paper": PSTPaper,
+    "pst-robust": PSTRobust,
     "sept": SePT,
     "majority": Majority,
 }

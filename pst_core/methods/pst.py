@@ -1,9 +1,12 @@
-"""``pst`` (DESIGN.md steps 1-4) and its ablation ``pst-uniform``.
+"""The PST family (DESIGN.md steps 1-4): ``pst``, its ablation ``pst-uniform``, the paper's
+reading ``pst-paper`` and ``pst-robust`` (beyond the paper).
 
-Peers answer each question in turn, each seeing the earlier answers (``pst_core.peers``); the
-aggregate a* of their responses is every learner's target (``pst_core.aggregate``); for ``pst``
-the PMI between each peer's response and a* sets that peer's weight (``pst_core.pmi``), for
-``pst-uniform`` every weight is 1 (it isolates what the PMI weights do).
+Peers answer each question in turn, each seeing the earlier answers (``pst_core.peers``); each
+peer's label-free reliability is estimated from the round's answers (``pst_core.reliability``);
+the aggregate a* of their responses is the reference (``pst_core.aggregate``: a vote, the last
+responder's response, or the reliability-weighted answer); the PMI between each peer's response
+and a* sets that peer's weight (``pst_core.pmi``; ``pst-uniform``: every weight 1); each learner
+trains on a* or on its own turn (``target``).
 
 The turns of one answering position are independent steps (different peers, different
 questions); positions run in order. Under ``order: config`` each position has one peer; under
@@ -35,6 +38,7 @@ from pst_core.peers import (
     turn_questions,
 )
 from pst_core.pmi import PMI_SCHEMA, score_pmi, weigh
+from pst_core.reliability import RELIABILITY_SCHEMA, audit_reliability, estimate_reliability
 from pst_core.section import Section
 from pst_core.steps import Collect, CollectResponses, Step, round_sample
 from pst_core.store import read_table, write_table
@@ -46,16 +50,28 @@ if TYPE_CHECKING:
 
 
 class AggregateConfig(Section):
-    rule: Literal["vote", "final"] = Field(
+    rule: Literal["vote", "last", "reliable"] = Field(
         "vote",
-        description="vote: majority over the peers' extracted answers, ties to the later peer; "
-        "final: the last peer's response.",
+        description="vote: majority over the peers' extracted answers, ties to the later peer "
+        "(ours); last: the last responder's response (the paper's reading); reliable: peers "
+        "weighed by their label-free reliability (round_<r>/peers.parquet), ties to the more "
+        "reliable, the most reliable carrier's response as the target.",
     )
     representative: Literal["latest", "earliest"] = Field(
         "latest",
         description="vote: which response carrying the winning answer becomes the target: the "
         "latest (DESIGN.md) or the earliest (keeps the first solver's full working when later "
         "peers only restate its answer).",
+    )
+    reliability: Literal["dawid-skene", "agreement"] = Field(
+        "dawid-skene",
+        description="How peers' reliability is estimated without labels: a one-coin Dawid-Skene "
+        "EM over the round's answers, or each peer's agreement with the others.",
+    )
+    min_share: float = Field(
+        0.0, ge=0, le=1,
+        description="reliable: skip questions whose winning answer's posterior is below this "
+        "(as majority self-training skips low-agreement questions).",
     )
 
 
@@ -84,7 +100,8 @@ class PMIConfig(Section):
 
 
 class PeerRounds(Method):
-    """What ``pst`` and ``pst-uniform`` share: the answering order, the turns, the aggregate."""
+    """What the PST family shares: the answering order, the turns, the peers' reliability, the
+    aggregate, and targets (the reference, or each peer's own turn) weighted by ``weights``."""
 
     order: Literal["config", "rotate", "consistency"] = Field(
         "config",
@@ -127,11 +144,16 @@ class PeerRounds(Method):
         names = [p.name for p in cfg.peers]
         return [names[position]] if self.order == "config" else names
 
-    def generation_steps(self, cfg: ExperimentConfig, r: int) -> list[list[Step]]:
+    def response_steps(self, cfg: ExperimentConfig, r: int) -> list[list[Step]]:
+        """The turns, their responses in one table, and the peers' reliability (``pst
+        preflight`` runs these alone)."""
         turns = [[GenerateTurn(round=r, position=pos, peer=p) for p in self.turn_peers(cfg, pos)]
                  for pos in range(len(cfg.peers))]
         parts = tuple(step.part for wave in turns for step in wave)
-        return [*turns, [CollectResponses(round=r, parts=parts)], [Aggregate(round=r)]]
+        return [*turns, [CollectResponses(round=r, parts=parts)], [EstimateReliability(round=r)]]
+
+    def generation_steps(self, cfg: ExperimentConfig, r: int) -> list[list[Step]]:
+        return [*self.response_steps(cfg, r), [Aggregate(round=r)]]
 
     def targets(self, ctx: RunContext, r: int, peer: str) -> pa.Table:
         aggregates = read_table(ctx.layout.aggregates(r), AGGREGATES_SCHEMA)
@@ -180,10 +202,18 @@ class PSTPaper(PST):
     the reference, a sigmoid of PMI the weight, each model's own response its target."""
 
     name: Literal["pst-paper"] = "pst-paper"
-    aggregate: AggregateConfig = Field(default_factory=lambda: AggregateConfig(rule="final"))
+    aggregate: AggregateConfig = Field(default_factory=lambda: AggregateConfig(rule="last"))
     pmi: PMIConfig = Field(default_factory=lambda: PMIConfig(transform="sigmoid",
                                                              standardize="raw"))
     target: Literal["reference", "own"] = "own"
+
+
+class PSTRobust(PST):
+    """PST that survives weak peers: reliability-weighted aggregate, unsure questions skipped."""
+
+    name: Literal["pst-robust"] = "pst-robust"
+    aggregate: AggregateConfig = Field(
+        default_factory=lambda: AggregateConfig(rule="reliable", min_share=0.5))
 
 
 class PSTUniform(PeerRounds):
@@ -268,6 +298,25 @@ class GenerateTurn(Step):
 
 
 @dataclass(frozen=True, kw_only=True)
+class EstimateReliability(Step):
+    """Each peer's label-free reliability on the round's answers (``peers.parquet``), with its
+    gold accuracy as an audit column only: is the group a better teacher than the learner?"""
+
+    kind: ClassVar[str] = "estimate-reliability"
+    retries: ClassVar[int] = 0
+
+    def output(self, ctx: RunContext) -> Path:
+        return ctx.layout.round_dir(self.round) / "peers.parquet"
+
+    def run(self, ctx: RunContext) -> None:
+        responses = read_table(ctx.layout.responses(self.round), RESPONSES_SCHEMA)
+        table = estimate_reliability(responses, method=ctx.cfg.method.aggregate.reliability)
+        audited = audit_reliability(table, responses, ctx.dataset(ctx.cfg.data.pool),
+                                    ctx.cfg.answers.multi_answer)
+        write_table(audited, self.output(ctx), RELIABILITY_SCHEMA)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Aggregate(Step):
     """One target a* per question (``aggregates.parquet``), the dropped ones with a reason."""
 
@@ -283,7 +332,10 @@ class Aggregate(Step):
     def run(self, ctx: RunContext) -> None:
         rule = ctx.cfg.method.aggregate
         responses = read_table(ctx.layout.responses(self.round), RESPONSES_SCHEMA)
-        aggregates, rejected = aggregate_responses(responses, rule.rule, rule.representative)
+        reliability = (read_table(EstimateReliability(round=self.round).output(ctx),
+                                  RELIABILITY_SCHEMA) if rule.rule == "reliable" else None)
+        aggregates, rejected = aggregate_responses(responses, rule.rule, rule.representative,
+                                                   reliability, rule.min_share)
         write_table(rejected, ctx.layout.round_dir(self.round) / "rejected.parquet",
                     REJECTED_SCHEMA)
         audited = audit_gold(aggregates, ctx.dataset(ctx.cfg.data.pool),

@@ -76,7 +76,7 @@ def test_base_sweeps_temperatures_and_never_trains(tmp_path, tiny_model_dirs):
         run(tmp_path, tiny_model_dirs, "base", rounds=1)
 
 
-@pytest.mark.parametrize("method", ["sept", "majority", "pst-uniform", "pst-paper"])
+@pytest.mark.parametrize("method", ["sept", "majority", "pst-uniform", "pst-paper", "pst-robust"])
 def test_no_method_reads_gold_before_evaluation(tmp_path, tiny_model_dirs, method):
     labeled = run(tmp_path / "labeled", tiny_model_dirs, method, labeled=True)
     blind = run(tmp_path / "blind", tiny_model_dirs, method, labeled=False)
@@ -120,3 +120,45 @@ def test_the_last_responder_can_be_left_untrained(tmp_path, tiny_model_dirs):
     layout = run(tmp_path, tiny_model_dirs, {"name": "pst-uniform", "train_last": False})
     targets = pq.read_table(layout.targets(1)).to_pylist()
     assert targets and {t["peer"] for t in targets} == {"llama", "qwen"}  # gemma answers last
+
+
+def test_pst_robust_weighs_peers_by_reliability_and_skips_unsure_questions(
+        tmp_path, tiny_model_dirs):
+    layout = run(tmp_path, tiny_model_dirs, {"name": "pst-robust",
+                                             "aggregate": {"rule": "reliable", "min_share": 0.9}})
+    peers = pq.read_table(layout.round_dir(1) / "peers.parquet").to_pylist()
+    assert [p["peer"] for p in peers] == ["llama", "qwen", "gemma"]
+    assert all(0 <= p["estimated_accuracy"] <= 1 for p in peers)
+    reliability = {p["peer"]: p["estimated_accuracy"] for p in peers}
+    responses = pq.read_table(layout.responses(1)).to_pylist()
+    for a in pq.read_table(layout.aggregates(1)).to_pylist():
+        assert a["method"] == "reliable"
+        carriers = [x["peer"] for x in responses if x["question_id"] == a["question_id"]
+                    and x["answer"] is not None and x["answer"] == a["answer"]]
+        assert reliability[a["source_peer"]] == max(reliability[c] for c in carriers)
+    rejected = pq.read_table(layout.round_dir(1) / "rejected.parquet").to_pylist()
+    aggregated = len(pq.read_table(layout.aggregates(1)))
+    assert len(rejected) + aggregated == 6
+    assert any("min_share" in r["reason"] for r in rejected) or aggregated == 6
+    names = {m["name"] for m in pq.read_table(layout.metrics(1)).to_pylist()}
+    assert {"reliability_est", "agreement_rate", "reliability_gold"} <= names
+
+
+def test_preflight_reports_reliability_without_training(tmp_path, tiny_model_dirs):
+    import subprocess
+    import sys
+
+    import yaml
+
+    pool = write_pool(tmp_path / "pool.jsonl", labeled=True)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(tmp_path, tiny_model_dirs, pool)))
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "preflight", str(config),
+                             "--questions", "4"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for fragment in ("estimated accuracy", "gold accuracy (audit)", "strict majority",
+                     "reliable aggregate", "llama:", "gemma:"):
+        assert fragment in result.stdout, result.stdout
+    runs = list((tmp_path / "runs" / "preflight" / "tiny").iterdir())
+    assert len(runs) == 1 and (runs[0] / "round_1" / "peers.parquet").exists()
+    assert not list(runs[0].glob("round_1/checkpoints")) and not (runs[0] / "round_0").exists()

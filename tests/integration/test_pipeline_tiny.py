@@ -118,11 +118,11 @@ def test_resumed_evaluation_keeps_finished_benchmarks_and_their_times(tmp_path, 
     assert {"wall_s/eval/first", "wall_s/eval/second"} <= names
 
 
-def test_options_consistency_order_final_aggregate_full_finetuning(tmp_path, tiny_model_dirs):
+def test_options_consistency_order_last_reference_full_finetuning(tmp_path, tiny_model_dirs):
     pool = write_pool(tmp_path / "pool.jsonl", labeled=True)
     raw = tiny_config(tmp_path, tiny_model_dirs, pool, rounds=1)
     raw["method"] = {"name": "pst", "order": "consistency", "consistency_questions": 2,
-                     "consistency_samples": 2, "aggregate": {"rule": "final"},
+                     "consistency_samples": 2, "aggregate": {"rule": "last"},
                      "pmi": {"beta": 0.0}}
     raw["train"] |= {"finetune": "full"}
     layout = Runner(parse_config(raw)).run()

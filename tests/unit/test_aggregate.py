@@ -39,8 +39,8 @@ def test_missing_answers_do_not_vote_and_empty_questions_are_rejected():
     assert rejected.to_pylist() == [{"question_id": "q1", "reason": "no peer answer extractable"}]
 
 
-def test_final_method_takes_the_last_peer():
-    aggregates, rejected = aggregate_responses(responses(["1", "1", "2"], ["3", "3", None]), "final")
+def test_last_rule_takes_the_last_responder():
+    aggregates, rejected = aggregate_responses(responses(["1", "1", "2"], ["3", "3", None]), "last")
     assert aggregates.to_pylist()[0]["answer"] == "2" and aggregates.to_pylist()[0]["votes"] == 1
     assert rejected.to_pylist() == [{"question_id": "q1", "reason": "last peer has no answer"}]
 

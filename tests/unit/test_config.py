@@ -148,5 +148,5 @@ def test_configs_of_the_first_layout_still_load(tmp_path):
     assert (cfg.method.name, cfg.method.n_samples, cfg.train.finetune) == ("majority", 6, "full")
     pst = load_config(_write(tmp_path, BASE + "aggregate: {method: final}\npmi: {beta: 2}\n"
                                       "generation: {order: rotate, max_new_tokens: 9}\n"))
-    assert (pst.method.aggregate.rule, pst.method.pmi.beta, pst.method.order) == ("final", 2, "rotate")
+    assert (pst.method.aggregate.rule, pst.method.pmi.beta, pst.method.order) == ("last", 2, "rotate")
     assert pst.generation.max_new_tokens == 9

@@ -32,7 +32,8 @@ TRAINING = [["make targets a", "make targets b", "make targets c"], ["collect ta
 def test_pst_round_in_config_order(tmp_path):
     assert _labels(_config(tmp_path, "pst"), 1) == [
         ["sample questions"], ["generate turn 1 a"], ["generate turn 2 b"], ["generate turn 3 c"],
-        ["collect responses"], ["aggregate"], ["score pmi a", "score pmi b", "score pmi c"],
+        ["collect responses"], ["estimate reliability"], ["aggregate"],
+        ["score pmi a", "score pmi b", "score pmi c"],
         ["collect pmi"], *TRAINING, *EVALUATION]
 
 
