@@ -5,8 +5,9 @@ the later peer, so with no majority the last peer wins; the target is the latest
 carries the winning answer (DESIGN.md), or the earliest (``representative: earliest``). Measured
 in the offline demo: SmolLM2 and Gemma, seeing Qwen's worked answer, restate it as "The answer
 is 28."; as the latest carriers those one-liners became Qwen's targets, and two rounds of LoRA
-taught Qwen to skip its working (EM 92% -> 0%). ``last``: the last responder's response (the reference of the paper's reading). A question whose aggregate has
-no extractable answer is dropped, with its reason kept in the rejected table.
+taught Qwen to skip its working (EM 92% -> 0%). ``last``: the last responder's response (the
+reference of the paper's reading). A question whose aggregate has no extractable answer is
+dropped, with its reason kept in the rejected table.
 
 ``reliable`` (DESIGN.md "Beyond the paper"): with two peers far weaker than the learner, the
 vote's ties went to the weakest peer and PST fell below the untuned learner. This rule weighs
