@@ -24,8 +24,16 @@ def prefect_env() -> None:
     otherwise Prefect runs an ephemeral server on the same database (PREFECT_HOME). Variables
     the user set are kept.
     """
+    import importlib.util
+
+    from pst_core.errors import PSTError
     from pst_core.tracking import apply_offline_env
 
+    if importlib.util.find_spec("prefect") is None:
+        raise PSTError(
+            "Prefect is not installed (it is the `flows` extra: pip install -e '.[flows]'); run "
+            "the plain loop with `pst run --no-prefect`. A vLLM environment cannot have Prefect "
+            "3.8.8 (fastapi pins, README \"GPU and vLLM\").")
     apply_offline_env()
     os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")

@@ -148,3 +148,12 @@ def test_models_list_never_cuts_names():
     for name in OFFLINE_MODELS:
         assert f" {name} " in result.stdout, result.stdout
     assert max(map(len, result.stdout.splitlines())) <= 80
+
+
+def test_run_without_prefect_says_which_extra_to_install():
+    """The base install has no Prefect (vLLM environments cannot have it): one line, no traceback."""
+    code = ("import sys; sys.modules['prefect'] = None; "
+            "sys.argv = ['pst', 'run', 'data/configs/demo.yaml']; "
+            "from flows.cli import app; app()")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert_one_line_error(result, "Prefect is not installed", "'.[flows]'", "--no-prefect")
