@@ -201,6 +201,11 @@ def run(
     ] = True,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log to MLflow.")] = True,
     parallel: Annotated[bool, typer.Option(help="Submit per-peer tasks together.")] = False,
+    task_runner: Annotated[str, typer.Option(
+        help="default (threads in this process) or dask (a local cluster of worker processes, "
+             "one step each: peers on different GPUs run at once; implies --parallel).")
+    ] = "default",
+    dask_workers: Annotated[int, typer.Option(help="Processes of the dask task runner.")] = 2,
 ):
     """Run an experiment: round 0 evaluation, then R rounds of its method. Resumes where it stopped."""
     from pst_core.checks import check_inputs
@@ -210,6 +215,8 @@ def run(
     from pst_core.tracking import open_tracker
 
     cfg = load_config(config, overrides or [])
+    if task_runner not in ("default", "dask"):
+        raise typer.BadParameter(f"--task-runner is default or dask, got {task_runner!r}")
     check_inputs(cfg, where=str(config))  # before anything is written (Runner.setup repeats it)
     if prefect:
         prefect_env()
@@ -218,7 +225,7 @@ def run(
         layout = Runner(cfg).layout
         console.print(f"run directory: {layout.root}")
         pipeline_flow(config_path=str(config), overrides=overrides or [], parallel=parallel,
-                      track=track)
+                      track=track, task_runner=task_runner, dask_workers=dask_workers)
     else:
         runner = Runner(cfg, tracker=open_tracker(cfg, enabled=track))
         console.print(f"run directory: {runner.layout.root}")

@@ -7,8 +7,10 @@ The pipeline's parameters are the experiment config: a path to a YAML file (``co
 ``key.path=value`` overrides, or the whole config inline (``config``), which the Prefect UI shows
 as a form. The steps of one wave (the turns of one answering position, scoring, training,
 evaluation per peer and benchmark) are independent: with ``parallel=True`` they are submitted together,
-so a Dask or Ray task runner (``pip install prefect-dask`` / ``prefect-ray``) can place them on
-different GPUs:
+to Prefect's default thread pool, or with ``task_runner="dask"`` to a local Dask cluster of
+``dask_workers`` processes (``pip install -e ".[dask]"``), one step per process: peers placed on
+different GPUs (``peers[].device: cuda:N``) then train and evaluate at the same time. Another
+runner (Ray, a remote Dask scheduler) is one ``with_options`` away:
 
     from prefect_ray import RayTaskRunner
     round_flow.with_options(task_runner=RayTaskRunner())
@@ -21,13 +23,14 @@ the annotations in a fresh process, and string annotations left ``ExperimentConf
 
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
 from flows.artifacts import PrefectArtifacts
 from flows.tasks import prefect_waves
 from pst_core.config import ExperimentConfig, load_config, parse_config
+from pst_core.errors import ConfigError
 from pst_core.runner import Runner
 from pst_core.tracking import Trackers, apply_offline_env, open_tracker
 
@@ -50,6 +53,8 @@ def pipeline_flow(
     config: ExperimentConfig | None = None,
     parallel: bool = False,
     track: bool = True,
+    task_runner: Literal["default", "dask"] = "default",
+    dask_workers: int = 2,
 ) -> str:
     """Run (or resume) an experiment; returns its run directory.
 
@@ -59,14 +64,30 @@ def pipeline_flow(
         config: the whole experiment config inline (the UI's form).
         parallel: submit independent per-peer tasks together (for multi-GPU task runners).
         track: log every round to MLflow (``MLFLOW_TRACKING_URI``, else runs/mlflow.db).
+        task_runner: where each round's tasks run: ``default`` (Prefect's thread pool, in this
+            process) or ``dask`` (a local Dask cluster of worker processes; implies ``parallel``).
+        dask_workers: processes of the Dask cluster (one step, one model each at a time).
     """
     cfg = resolve_config(config_path, overrides, config)
     payload = cfg.model_dump(mode="json")
     runner = Runner(cfg, tracker=Trackers(open_tracker(cfg, enabled=track), PrefectArtifacts()),
                     run_wave=prefect_waves(payload, parallel))
     get_run_logger().info("run directory: %s", runner.layout.root)
-    runner.run(run_round=lambda r: round_flow(payload, r, parallel))
+    rounds = round_flow
+    if task_runner == "dask":
+        rounds, parallel = round_flow.with_options(task_runner=dask_runner(dask_workers)), True
+    runner.run(run_round=lambda r: rounds(payload, r, parallel))
     return str(runner.layout.root)
+
+
+def dask_runner(workers: int):
+    """A Dask task runner over a local cluster of ``workers`` single-threaded processes."""
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise ConfigError("task_runner 'dask' needs prefect-dask: pip install -e '.[dask]'") from None
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True,
+                                         "threads_per_worker": 1, "dashboard_address": None})
 
 
 def resolve_config(

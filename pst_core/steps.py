@@ -35,7 +35,6 @@ from pst_core.generate import RESPONSES_SCHEMA, generate_solo
 from pst_core.metrics import round_metrics
 from pst_core.models.checkpoint import is_checkpoint, save_checkpoint
 from pst_core.models.loading import load_peer_model
-from pst_core.models.source import load_model
 from pst_core.models.tokens import prompt_style, render_prompt
 from pst_core.peers import combine_turns
 from pst_core.prompts import solo_prompt
@@ -273,7 +272,7 @@ class Train(Step):
         examples = read_table(ctx.part(r, f"targets_{self.peer}"), TARGETS_SCHEMA).to_pylist()
         previous = ctx.checkpoint(self.peer, r - 1)
         if cfg.train.finetune == "full" and previous is not None:
-            model, tokenizer = load_model(str(previous), dtype=peer.dtype, device=peer.device)
+            model, tokenizer = load_peer_model(peer, previous)  # a full model: load it whole
             previous = None
         else:
             model, tokenizer = load_peer_model(peer)

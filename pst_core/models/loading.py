@@ -34,11 +34,13 @@ def load_peer_model(peer, checkpoint: Path | None = None):
     the weights: unmerged LoRA made generation on the CPU about 1.5x slower (Qwen-0.5B eval
     179 s -> 266 s in the demo), for a difference of one bf16 rounding of the merged weights.
     """
+    field = f"peers[{peer.name}].device"
     if checkpoint is not None and not is_adapter(checkpoint):
-        return load_model(str(checkpoint), dtype=peer.dtype, device=peer.device)
+        return load_model(str(checkpoint), dtype=peer.dtype, device=peer.device,
+                          device_field=field)
     model, tokenizer = load_model(
         peer.source, revision=peer.revision, dtype=peer.dtype, device=peer.device,
-        trust_remote_code=peer.trust_remote_code,
+        trust_remote_code=peer.trust_remote_code, device_field=field,
     )
     if checkpoint is not None:
         from peft import PeftModel

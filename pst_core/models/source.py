@@ -84,13 +84,28 @@ def check_source(source: str, revision: str | None = None) -> ModelSource:
     return resolved
 
 
-def resolve_device(device: str) -> str:
+def resolve_device(device: str, field: str = "device") -> str:
+    """``auto`` -> cuda or cpu; ``cuda``/``cuda:N`` checked against the GPUs torch sees.
+
+    Args:
+        field: the config field to name in errors (``peers[qwen].device``).
+
+    Raises:
+        ModelError: no CUDA GPU, or no GPU with that index.
+    """
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("device 'cuda' was asked for, but torch sees no CUDA GPU")
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ModelError(f"{field} is {device!r}, but torch sees no CUDA GPU "
+                             "(set it to auto or cpu)")
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise ModelError(f"{field} is {device!r}, but torch sees {count} CUDA GPU(s): "
+                             f"use cuda:0..cuda:{count - 1}")
     return device
 
 
@@ -141,6 +156,7 @@ def load_model(
     dtype: str = "auto",
     device: str = "auto",
     trust_remote_code: bool = False,
+    device_field: str = "device",
 ):
     """Load a causal LM and its tokenizer (left padding, a pad token) from any source.
 
@@ -151,7 +167,7 @@ def load_model(
 
     resolved = resolve_source(source, revision)
     location, rev = model_directory(resolved)
-    device = resolve_device(device)
+    device = resolve_device(device, device_field)
     torch_dtype = resolve_dtype(dtype, device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(

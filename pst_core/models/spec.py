@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pst_core.section import NAME_PATTERN, Section
 
@@ -33,8 +33,12 @@ class PeerConfig(Section):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         "auto", description="Weights dtype; auto: bf16 where the device supports it, else fp32."
     )
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="Where to run the model; auto: cuda when available."
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="Where to run the model: auto (cuda when available), cpu, cuda, or cuda:N "
+        "to place this peer on GPU N (transformers backend; peers on different GPUs train and "
+        "evaluate at once under the dask task runner, README \"Scaling out\").",
     )
     batch_size: int = Field(16, gt=0, description="Prompts per generation/scoring batch.")
     max_new_tokens: int | None = Field(
@@ -46,3 +50,12 @@ class PeerConfig(Section):
     trust_remote_code: bool = Field(
         False, description="Allow Hub models to run their own code (off unless set)."
     )
+
+    @model_validator(mode="after")
+    def _vllm_places_itself(self) -> PeerConfig:
+        if self.backend == "vllm" and self.device.startswith("cuda:"):
+            raise ValueError(
+                f"device {self.device!r} needs backend transformers: vLLM uses the GPUs in "
+                "CUDA_VISIBLE_DEVICES (set it per worker), so give a vllm peer device auto or cuda"
+            )
+        return self

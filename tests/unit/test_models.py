@@ -73,3 +73,54 @@ def test_registry_has_the_four_offline_models():
             "qwen2.5-coder-1.5b-instruct"} <= set(OFFLINE_MODELS)
     for m in OFFLINE_MODELS.values():
         assert len(m.sha256) == 64 and m.license and m.wheels
+
+
+def test_cuda_index_beyond_the_visible_gpus_is_one_line(monkeypatch):
+    import torch
+
+    from pst_core.models.source import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1", "peers[qwen].device") == "cuda:1"
+    with pytest.raises(ModelError, match=r"^peers\[qwen\]\.device is 'cuda:2', but torch sees 2 "
+                                         r"CUDA GPU\(s\): use cuda:0\.\.cuda:1$"):
+        resolve_device("cuda:2", "peers[qwen].device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ModelError, match=r"^peers\[qwen\]\.device is 'cuda:0', but torch sees no"):
+        resolve_device("cuda:0", "peers[qwen].device")
+
+
+def test_a_peer_on_a_missing_gpu_fails_naming_its_field(tiny_llama_dir):
+    from pst_core.config import PeerConfig
+    from pst_core.models.loading import load_peer_model
+
+    peer = PeerConfig(name="qwen", source=str(tiny_llama_dir), device="cuda:7")
+    with pytest.raises(ModelError, match=r"^peers\[qwen\]\.device is 'cuda:7', but torch sees"):
+        load_peer_model(peer)
+
+
+@pytest.mark.parametrize("device", ["cuda:1", "cpu", "auto", "cuda"])
+def test_peer_device_accepts_cuda_n(device):
+    from pst_core.config import PeerConfig
+
+    assert PeerConfig(name="a", source="x/y", device=device).device == device
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:x", "mps:0"])
+def test_peer_device_rejects_other_names(device):
+    from pydantic import ValidationError
+
+    from pst_core.config import PeerConfig
+
+    with pytest.raises(ValidationError, match="device"):
+        PeerConfig(name="a", source="x/y", device=device)
+
+
+def test_vllm_peer_cannot_pin_a_gpu_index():
+    from pydantic import ValidationError
+
+    from pst_core.config import PeerConfig
+
+    with pytest.raises(ValidationError, match="CUDA_VISIBLE_DEVICES"):
+        PeerConfig(name="a", source="x/y", backend="vllm", device="cuda:1")
