@@ -252,7 +252,7 @@ def check_speed(work: Path, tokenizer, args) -> dict:
                                      f"batch {batch}, {ctx_len}+{cont_len} tokens"),
     }
     backend.close()
-    del model, backend
+    model = backend = None  # free the weights before vLLM loads its own
     if args.vllm == "auto" and _vllm_importable():
         out.update(check_vllm_speed(work, tokenizer, config, prompts, contexts, continuations,
                                     greedy, params, peak, args))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.helpers import api_call, stop, tiny_config, wait_for, write_pool
+from tests.helpers import api_call, stop, tiny_config, write_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = [sys.executable, "-m", "prefect", "--no-prompt"]
