@@ -88,7 +88,11 @@ class TrainConfig(Section):
     warmup_ratio: float = Field(
         0.0, ge=0, lt=1, description="Share of the optimizer steps spent warming the learning "
         "rate up linearly from 0, before its linear decay to 0.")
-    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
+    gradient_checkpointing: bool | None = Field(
+        None,
+        description="Recompute activations in the backward pass (less memory, about a third "
+        "more compute); null: on for models above 1B parameters, off below.",
+    )
 
 
 class EvalConfig(Section):

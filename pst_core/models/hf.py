@@ -18,6 +18,7 @@ import torch
 from pst_core.models.backend import ContinuationScore, Generation, SamplingParams
 from pst_core.models.forward import hidden_at, output_logits, pack_continuations
 from pst_core.models.loading import load_peer_model
+from pst_core.models.memory import out_of_memory_as_error
 from pst_core.models.tokens import (
     encode_continuation,
     encode_prompt,
@@ -74,7 +75,8 @@ class TransformersBackend:
         encoded = [self.encode(p) for p in prompts]
         results: list[list[Generation]] = [[] for _ in prompts]
         eos_ids = self._eos_ids()
-        with progress(f"{self.name}: generate", len(prompts)) as advance:
+        with (self._out_of_memory("generation", " or its max_new_tokens"),
+              progress(f"{self.name}: generate", len(prompts)) as advance):
             for batch_index, batch in enumerate(_length_buckets(encoded, self.batch_size)):
                 self._generate_batch(batch_index, batch, encoded, params, eos_ids, results)
                 advance(len(batch))
@@ -154,7 +156,8 @@ class TransformersBackend:
         ]
         scores: list[ContinuationScore | None] = [None] * len(pairs)
         lengths = [ctx + cont for ctx, cont in pairs]
-        with progress(f"{self.name}: score", len(pairs)) as advance:
+        with (self._out_of_memory("scoring"),
+              progress(f"{self.name}: score", len(pairs)) as advance):
             for batch in _length_buckets(lengths, self.batch_size):
                 logprobs = self._continuation_logprobs([pairs[i] for i in batch])
                 for i, token_logprobs in zip(batch, logprobs):
@@ -169,7 +172,8 @@ class TransformersBackend:
         # An empty continuation's "prediction position" is the context's last token.
         encoded = [self.encode(c) for c in contexts]
         out: list[list[float] | None] = [None] * len(contexts)
-        with progress(f"{self.name}: verify", len(contexts)) as advance:
+        with (self._out_of_memory("verification"),
+              progress(f"{self.name}: verify", len(contexts)) as advance):
             for batch in _length_buckets(encoded, self.batch_size):
                 pairs = [(encoded[i][:-1], encoded[i][-1:]) for i in batch]
                 ids, mask, rows, positions, _ = pack_continuations(
@@ -181,6 +185,10 @@ class TransformersBackend:
                     out[i] = row
                 advance(len(batch))
         return out  # type: ignore[return-value]
+
+    def _out_of_memory(self, stage: str, hint: str = ""):
+        return out_of_memory_as_error(self.name, stage, f"peers[{self.name}].batch_size",
+                                      self.batch_size, hint)
 
     def _continuation_logprobs(self, pairs: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
         input_ids, attention_mask, rows, positions, targets = pack_continuations(

@@ -40,6 +40,14 @@ class PeerConfig(Section):
         "to place this peer on GPU N (transformers backend; peers on different GPUs train and "
         "evaluate at once under the dask task runner, README \"Scaling out\").",
     )
+    gpu_memory_utilization: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="vLLM only: the share of the GPU's memory this peer's engine may take "
+        "(weights, activations, KV cache); lower it when peers share a GPU or it runs out of "
+        "memory at startup.",
+    )
     batch_size: int = Field(16, gt=0, description="Prompts per generation/scoring batch.")
     max_new_tokens: int | None = Field(
         None,

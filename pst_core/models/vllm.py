@@ -72,6 +72,7 @@ class VLLMBackend:
             dtype="auto" if peer.dtype == "auto" else peer.dtype,
             trust_remote_code=peer.trust_remote_code,
             enable_prefix_caching=True,  # peer prompts share the question prefix
+            gpu_memory_utilization=peer.gpu_memory_utilization,
             enable_lora=adapters,
             seed=0,
             **({"max_lora_rank": adapter_rank(checkpoint)} if adapters else {}),

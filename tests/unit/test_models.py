@@ -124,3 +124,4 @@ def test_vllm_peer_cannot_pin_a_gpu_index():
 
     with pytest.raises(ValidationError, match="CUDA_VISIBLE_DEVICES"):
         PeerConfig(name="a", source="x/y", backend="vllm", device="cuda:1")
+    assert PeerConfig(name="a", source="x/y", backend="vllm").gpu_memory_utilization == 0.9

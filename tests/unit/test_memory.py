@@ -1,0 +1,84 @@
+"""GPU memory: an out-of-memory error in generation, scoring or training is one line naming the
+peer and the batch size to lower (simulated: the real code paths with the model's forward
+raising torch.cuda.OutOfMemoryError), and gradient checkpointing by model size."""
+
+import pytest
+import torch
+
+from pst_core.config import TrainConfig
+from pst_core.errors import ModelError
+from pst_core.models.backend import SamplingParams
+from pst_core.models.hf import TransformersBackend
+from pst_core.models.source import load_model
+from pst_core.train import add_adapters, train_peer, uses_gradient_checkpointing
+
+
+def _out_of_memory(*args, **kwargs):
+    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+@pytest.fixture()
+def oom_backend(tiny_llama_dir):
+    model, tokenizer = load_model(str(tiny_llama_dir), dtype="float32", device="cpu")
+    backend = TransformersBackend(model, tokenizer, name="qwen", batch_size=8)
+    model.model.forward = _out_of_memory  # the decoder stack, under generate and scoring
+    return backend
+
+
+def test_generation_out_of_memory_names_peer_and_batch_size(oom_backend):
+    with pytest.raises(ModelError) as e:
+        oom_backend.generate(["How many apples?"], SamplingParams(max_new_tokens=4))
+    message = str(e.value)
+    assert message == ("peer 'qwen' ran out of GPU memory in generation at batch size 8: lower "
+                       "peers[qwen].batch_size (now 8) or its max_new_tokens")
+    assert e.value.__cause__ is None and "\n" not in message
+
+
+def test_scoring_out_of_memory_names_peer_and_batch_size(oom_backend):
+    with pytest.raises(ModelError, match=r"^peer 'qwen' ran out of GPU memory in scoring at "
+                                         r"batch size 8: lower peers\[qwen\]\.batch_size"):
+        oom_backend.score(["How many apples?"], [" 3"])
+
+
+def test_training_out_of_memory_names_train_batch_size(tiny_llama_dir):
+    model, tokenizer = load_model(str(tiny_llama_dir), dtype="float32", device="cpu")
+    cfg = TrainConfig(batch_size=2, gradient_accumulation_steps=1, lora_r=4)
+    model = add_adapters(model, cfg, None, seed=0)
+    model.base_model.model.model.forward = _out_of_memory
+    with pytest.raises(ModelError, match=r"^peer 'llama' ran out of GPU memory in training at "
+                                         r"batch size 2: lower train\.batch_size \(now 2\); "
+                                         r"raise train\.gradient_accumulation_steps"):
+        train_peer(model, tokenizer, ["Q? "], ["The answer is 1."], [1.0], cfg, peer="llama",
+                   seed=0)
+
+
+def test_gradient_checkpointing_auto_by_parameter_count(tiny_llama_dir, monkeypatch):
+    import pst_core.train as training
+
+    model, _ = load_model(str(tiny_llama_dir), dtype="float32", device="cpu")
+    assert TrainConfig().gradient_checkpointing is None
+    assert not uses_gradient_checkpointing(model, TrainConfig())  # tiny: off, as before
+    assert uses_gradient_checkpointing(model, TrainConfig(gradient_checkpointing=True))
+    monkeypatch.setattr(training, "CHECKPOINTING_ABOVE", 1000)  # the tiny model is "large"
+    assert uses_gradient_checkpointing(model, TrainConfig())
+    assert not uses_gradient_checkpointing(model, TrainConfig(gradient_checkpointing=False))
+
+
+def test_auto_gradient_checkpointing_trains_and_switches_off_after(tiny_llama_dir, monkeypatch):
+    import pst_core.train as training
+
+    monkeypatch.setattr(training, "CHECKPOINTING_ABOVE", 1000)
+    model, tokenizer = load_model(str(tiny_llama_dir), dtype="float32", device="cpu")
+    cfg = TrainConfig(batch_size=1, gradient_accumulation_steps=1, lora_r=4, num_epochs=1)
+    model = add_adapters(model, cfg, None, seed=0)
+    seen = []
+    original = model.base_model.model.model.forward
+
+    def spy(*args, **kwargs):
+        seen.append(model.base_model.model.is_gradient_checkpointing)
+        return original(*args, **kwargs)
+
+    model.base_model.model.model.forward = spy
+    log = train_peer(model, tokenizer, ["Q? "], ["The answer is 1."], [1.0], cfg, peer="t", seed=0)
+    assert log.num_rows == 1 and seen and all(seen)
+    assert not model.base_model.model.is_gradient_checkpointing
