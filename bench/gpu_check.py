@@ -34,6 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pst_core.models.tiny import save_random_model, tiny_configs, train_tokenizer  # noqa: E402
+
 QWEN_1_5B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
                  num_attention_heads=12, num_key_value_heads=2, vocab_size=151936)
 QWEN_SMALL = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4,
@@ -79,59 +81,6 @@ def device_name(device: str) -> str:
     return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def train_tokenizer():
-    """A 600-token byte-level BPE on the synthetic problems, with BOS and ChatML (as the tests)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from pst_core.data.synthetic import generate_problems
-
-    texts = [p.question for p in generate_problems(600, seed=1)]
-    texts += ["The answer is 42.", "Question: Answer: Think step by step."]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, show_progress=False,
-                                  special_tokens=["<pad>", "<s>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(texts, trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
-    chatml = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-              "{{ message['content'] }}<|im_end|>\n{% endfor %}"
-              "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
-                                   eos_token="<|im_end|>", chat_template=chatml)
-
-
-def save_model(path: Path, config, tokenizer) -> Path:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def tiny_models(work: Path, tokenizer, width: int) -> dict[str, Path]:
-    from transformers import Gemma3TextConfig, LlamaConfig, Qwen2Config
-
-    common = dict(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=2 * width,
-                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                  max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
-                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    configs = {
-        "llama": LlamaConfig(**common, tie_word_embeddings=True),
-        "qwen2": Qwen2Config(**common, tie_word_embeddings=False),
-        "gemma3": Gemma3TextConfig(**common, head_dim=width // 4, sliding_window=8,
-                                   final_logit_softcapping=30.0),
-    }
-    return {name: save_model(work / name, cfg, tokenizer) for name, cfg in configs.items()}
-
-
 def check_pipeline(work: Path, tokenizer, args) -> dict:
     """Two rounds of PST on tiny peers on the device; returns wall times and what was written."""
     import torch
@@ -141,7 +90,8 @@ def check_pipeline(work: Path, tokenizer, args) -> dict:
     from pst_core.metrics import summary
     from pst_core.runner import Runner
 
-    models = tiny_models(work / "models", tokenizer, width=64 if args.small else 256)
+    models = {name: save_random_model(work / "models" / name, config, tokenizer) for name, config
+              in tiny_configs(tokenizer, width=64 if args.small else 256).items()}
     pool = work / "pool.jsonl"
     with open(pool, "w", encoding="utf-8") as f:
         for row in generate_problems(30, seed=3):
@@ -266,7 +216,7 @@ def check_vllm_speed(work, tokenizer, config, prompts, contexts, continuations, 
     from pst_core.config import PeerConfig
     from pst_core.models.vllm import VLLMBackend
 
-    path = save_model(work / "qwen-speed", config, tokenizer)
+    path = save_random_model(work / "qwen-speed", config, tokenizer)
     peer = PeerConfig(name="qwen-vllm", source=str(path), backend="vllm",
                       dtype="float32" if args.device == "cpu" else "auto",
                       gpu_memory_utilization=0.5)

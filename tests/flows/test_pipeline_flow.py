@@ -34,11 +34,13 @@ def test_each_step_is_a_task_named_after_it(flow_and_plain_runs):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
+    cfg = flow_and_plain_runs[3]
     with get_client(sync_client=True) as client:
-        rounds = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        rounds = [run for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(
             name=FlowRunFilterName(any_=["round 1"])))
+            if run.parameters["config"]["output_dir"] == cfg.output_dir]
         names = {t.name for t in client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id={"any_": [rounds[-1].id]}))}
+            flow_run_filter=FlowRunFilter(id={"any_": [run.id for run in rounds]}))}
     assert {"round 1: sample questions", "round 1: generate turn 1 llama",
             "round 1: generate turn 3 gemma", "round 1: score pmi qwen", "round 1: train llama",
             "round 1: evaluate qwen synthetic-eval", "round 1: collect targets"} <= names
