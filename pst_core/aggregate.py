@@ -14,7 +14,8 @@ vote's ties went to the weakest peer and PST fell below the untuned learner. Thi
 peers by a label-free reliability estimate (``reliability.estimate_reliability``): the winner is
 the candidate answer with the highest posterior (``reliability.answer_posteriors``; ties to the
 one carried by the more reliable peer), questions whose winning posterior is below ``min_share``
-are rejected, and the target is the response of the most reliable peer carrying the winner.
+are rejected, and the target is the response of the most reliable peer carrying the winner
+(the earliest of equally reliable ones: later peers may only restate it).
 
 The ``gold_match`` column is an audit filled by ``audit_gold`` after aggregation, from the
 dataset's gold answers; no later stage reads it (``training_view`` drops it).

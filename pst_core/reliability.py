@@ -59,7 +59,7 @@ class Candidate(NamedTuple):
     """One candidate answer of a question (an equivalence group of the peers' answers).
 
     ``answer`` is the answer of ``rows[0]``; ``rows`` are row indices into the responses table,
-    most reliable carrier first (ties: later position first).
+    most reliable carrier first (ties: earlier position first).
     """
 
     answer: str
@@ -137,7 +137,11 @@ def answer_posteriors(responses: pa.Table, reliability: pa.Table) -> dict[str, l
         for g, share in enumerate(posterior):
             carriers = [(p[k], positions[i], i)
                         for i, k, label in zip(q.rows, q.peers, q.labels) if label == g]
-            rows = tuple(i for *_, i in sorted(carriers, reverse=True))
+            # Most reliable first; equally reliable carriers: the EARLIER one, the response that
+            # worked the answer out rather than a later peer's restatement of it (measured on the
+            # demo: SmolLM2 copied Qwen's answers, both were rated 0.9, and the later carrier's
+            # one-line restatements as targets took Qwen from 4/4 to 0/4 in one round).
+            rows = tuple(i for *_, i in sorted(carriers, key=lambda c: (-c[0], c[1])))
             candidates.append((round(share, 12), max(carriers)[0], max(c[1] for c in carriers),
                                Candidate(answers[rows[0]], share, rows)))
         out[qid] = [c[-1] for c in sorted(candidates, key=lambda c: c[:3], reverse=True)]

@@ -217,3 +217,13 @@ def test_misuse_is_reported_with_the_fix():
         estimate_reliability(responses_table({"q0": {"a": "1"}}))
     with pytest.raises(ValueError, match="one of"):
         estimate_reliability(responses, method="majority")
+
+
+def test_equally_reliable_carriers_give_the_earlier_response_as_the_target():
+    """A later peer that repeats an earlier answer is rated as reliable as its source; the target
+    must stay the source's worked response, not the restatement."""
+    responses = responses_table({"q0": {"p0": "7", "p1": "7", "p2": "8"}})
+    reliability = reliability_of(p0=0.9, p1=0.9, p2=0.2)
+    row = aggregate_responses(responses, "reliable", reliability=reliability)[0].to_pylist()[0]
+    assert (row["answer"], row["source_peer"]) == ("7", "p0")
+    assert answer_posteriors(responses, reliability)["q0"][0].rows[0] == 0
