@@ -4,7 +4,8 @@ Evaluation gives EM and the GV gap per peer and benchmark (and EM per swept temp
 ``base``); the training side gives the number of targets and their pseudo-label accuracy (the
 gold audit), agreement (PST), each peer's label-free reliability estimate (and its audited
 accuracy), PMI and weight spread, losses and tokens; every stage that ran
-records its wall time (``wall_s/<stage>``).
+records its wall time (``wall_s/<stage>``) and peak resident memory in GiB (``rss_gb/<stage>``;
+timing files written before it was recorded have only the wall time).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def round_metrics(layout: RunLayout, r: int, peers: list[str]) -> pa.Table:
     for path in sorted((layout.round_dir(r) / "timings").glob("*.json")):
         record = json.loads(path.read_text())
         add(f"wall_s/{record['stage']}", record["wall_s"], record["peer"])
+        if "rss_gb" in record:
+            add(f"rss_gb/{record['stage']}", record["rss_gb"], record["peer"])
     return pa.Table.from_pylist(rows, schema=METRICS_SCHEMA)
 
 

@@ -5,7 +5,7 @@ rounds 1..R, each on a fresh sample of the pool with the peers refreshed by the 
 training (online refresh). ``plan_round`` turns the config into a round's steps (pure: it reads
 no file and loads no model), in waves whose steps are independent (different peers), so an
 orchestrator may run a wave's steps in parallel. ``run_step`` skips a step whose output is
-complete and records the wall time of each step it runs. Every step writes atomically, so
+complete and records the wall time and peak resident memory of each step it runs. Every step writes atomically, so
 killing the process anywhere and running the same command again finishes the run without
 recomputing finished work and without losing or duplicating rows.
 
@@ -27,6 +27,7 @@ from pst_core.checks import check_inputs
 from pst_core.config import ExperimentConfig
 from pst_core.context import RunContext
 from pst_core.models.checkpoint import remove_stale_checkpoints
+from pst_core.peak_memory import peak_gib, reset_peak
 from pst_core.provenance import record_invocation
 from pst_core.steps import (
     Collect,
@@ -80,17 +81,20 @@ def _collect(r: int, table: str, schema, parts: list[str]) -> Collect:
 
 
 def run_step(ctx: RunContext, step: Step) -> Path:
-    """Run ``step`` unless its output is complete; record its wall time when it ran."""
+    """Run ``step`` unless its output is complete; record its wall time and peak RSS (GiB,
+    ``pst_core.peak_memory``) when it ran."""
     if step.done(ctx):
         log.debug("%s: done, skipped", step.title)
         return step.output(ctx)
     log.info("%s", step.title)
+    reset_peak()
     start = time.perf_counter()
     step.run(ctx)
     stage = step.timing()
     if stage is not None:
         peer = getattr(step, "peer", None)
-        record = {"stage": stage, "peer": peer, "wall_s": time.perf_counter() - start}
+        record = {"stage": stage, "peer": peer, "wall_s": time.perf_counter() - start,
+                  "rss_gb": peak_gib()}
         name = f"{stage.replace('/', '_')}{'_' + peer if peer else ''}.json"
         with atomic_path(ctx.layout.round_dir(step.round) / "timings" / name) as tmp:
             tmp.write_text(json.dumps(record))

@@ -69,7 +69,7 @@ def _tables(layout) -> dict:
     for r in (0, 1):
         out[(r, "eval")] = pq.read_table(layout.eval(r)).to_pylist()
         out[(r, "metrics")] = [m for m in pq.read_table(layout.metrics(r)).to_pylist()
-                               if not m["name"].startswith("wall_s/")]
+                               if not m["name"].startswith(("wall_s/", "rss_gb/"))]
     return out
 
 

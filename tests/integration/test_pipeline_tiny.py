@@ -38,7 +38,7 @@ def test_every_artifact_is_written(finished_run):
     names = {m["name"] for m in metrics}
     assert {"em", "gv_gap_abs", "gv_gap_rel", "agreement", "pseudo_label_acc",
             "wall_s/generate/turn0", "wall_s/score", "wall_s/train",
-            "wall_s/eval/synthetic-eval"} <= names
+            "wall_s/eval/synthetic-eval", "rss_gb/train", "rss_gb/eval/synthetic-eval"} <= names
 
 
 def test_rounds_sample_fresh_questions(finished_run):

@@ -118,7 +118,10 @@ def round_tables(tmp_path):
     write_table(pa.Table.from_pylist(log, TRAIN_LOG_SCHEMA), layout.train_log(1), TRAIN_LOG_SCHEMA)
     timings = layout.round_dir(1) / "timings"
     timings.mkdir()
-    (timings / "train_p.json").write_text('{"stage": "train", "peer": "p", "wall_s": 3.5}')
+    (timings / "train_p.json").write_text(
+        '{"stage": "train", "peer": "p", "wall_s": 3.5, "rss_gb": 1.25}')
+    # Written before peak memory was recorded: its wall time still counts.
+    (timings / "score_p.json").write_text('{"stage": "score", "peer": "p", "wall_s": 2.0}')
     return layout
 
 
@@ -133,4 +136,6 @@ def test_round_metrics_gathers_training_side_and_timings(round_tables):
     assert (by_name[("train_loss_first", "p", None)], by_name[("train_loss_last", "p", None)]) \
         == (2.0, 1.0)
     assert by_name[("wall_s/train", "p", None)] == 3.5
+    assert by_name[("rss_gb/train", "p", None)] == 1.25
+    assert by_name[("wall_s/score", "p", None)] == 2.0 and ("rss_gb/score", "p", None) not in by_name
     assert ("agreement", None, None) not in by_name  # no aggregates: not a PST round

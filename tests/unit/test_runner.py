@@ -1,11 +1,21 @@
-"""The round planner per method (pure: no file read, no model loaded) and the runner's skip rule."""
+"""The round planner per method (pure: no file read, no model loaded), the runner's skip rule,
+and the wall time and peak memory it records per step."""
+
+import json
+import resource
+from dataclasses import dataclass
 
 import pytest
 
+from pst_core import peak_memory
 from pst_core.config import parse_config
 from pst_core.context import RunContext
+from pst_core.evaluate import EVAL_SCHEMA
+from pst_core.metrics import round_metrics
+from pst_core.peak_memory import peak_gib, reset_peak
 from pst_core.runner import plan_round, plan_setup, run_step
 from pst_core.steps import Step
+from pst_core.store import write_table
 
 PEERS = [{"name": n, "source": f"/models/{n}"} for n in ("a", "b", "c")]
 
@@ -98,3 +108,60 @@ def test_run_step_skips_a_done_step_and_times_only_what_ran(tmp_path):
     run_step(ctx, step)
     assert step.output(ctx).read_text() == "1"
     assert [p.name for p in (ctx.layout.round_dir(1) / "timings").iterdir()] == ["counted.json"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Allocating(_Counted):
+    """Holds ``mib`` MiB of written (so resident) memory for a moment, then frees it."""
+
+    kind = "allocating"
+    mib: int
+
+    def timing(self):
+        return f"allocate/{self.mib}"
+
+    def output(self, ctx):
+        return ctx.layout.root / f"out_{self.mib}.txt"
+
+    def run(self, ctx):
+        held = b"\x01" * (self.mib * 2**20)
+        self.output(ctx).parent.mkdir(parents=True, exist_ok=True)
+        self.output(ctx).write_text(str(len(held)))
+        del held
+
+
+@pytest.fixture()
+def ctx(tmp_path):
+    """A run whose round 0 has an empty eval table: ``round_metrics`` reads only the timings."""
+    ctx = RunContext(_config(tmp_path, "pst"))
+    write_table(EVAL_SCHEMA.empty_table(), ctx.layout.eval(0), EVAL_SCHEMA)
+    return ctx
+
+
+def _recorded_rss(ctx, mib):
+    """Run an allocating step; its ``rss_gb`` as recorded and as round 0's metrics report it."""
+    run_step(ctx, _Allocating(round=0, mib=mib))
+    record = json.loads((ctx.layout.round_dir(0) / "timings" / f"allocate_{mib}.json").read_text())
+    metrics = round_metrics(ctx.layout, 0, []).to_pylist()
+    assert [m["value"] for m in metrics if m["name"] == f"rss_gb/allocate/{mib}"] == [
+        record["rss_gb"]]
+    return record["rss_gb"]
+
+
+def test_run_step_records_the_step_peak_rss_and_metrics_report_it(ctx):
+    assert _recorded_rss(ctx, 300) > 300 / 1024
+
+
+def test_peak_rss_is_reset_before_each_step(ctx):
+    if not reset_peak():
+        pytest.skip("/proc/self/clear_refs is not writable here: the peak is the process's")
+    big, small = _recorded_rss(ctx, 300), _recorded_rss(ctx, 1)
+    assert small < big - 200 / 1024  # without the reset it would repeat the 300 MiB step's peak
+
+
+def test_peak_rss_falls_back_to_the_process_peak_without_proc(monkeypatch, tmp_path):
+    monkeypatch.setattr(peak_memory, "CLEAR_REFS", tmp_path / "no" / "clear_refs")
+    monkeypatch.setattr(peak_memory, "STATUS", tmp_path / "no" / "status")
+    assert not reset_peak()
+    process = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    assert process > 0 and peak_gib() == pytest.approx(process / 2**20, rel=0.05)
