@@ -65,8 +65,10 @@ def write_run(tmp_path, experiment: str = "tiny-track", rounds: int = 1) -> tupl
                         layout.responses(r), RESPONSES_SCHEMA)
             write_table(pa.Table.from_pylist(targets, schema=TARGETS_SCHEMA),
                         layout.targets(r), TARGETS_SCHEMA)
-            metrics += [{"round": r, "peer": peer, "benchmark": None, "name": "pseudo_label_acc",
-                         "value": 0.5} for peer in PEERS]
+            metrics += [{"round": r, "peer": peer, "benchmark": None, "name": name,
+                         "value": value} for peer in PEERS
+                        for name, value in (("pseudo_label_acc", 0.5), ("wall_s/train", 3.0),
+                                            ("rss_gb/train", 1.5))]
         write_table(pa.Table.from_pylist(metrics, schema=METRICS_SCHEMA), layout.metrics(r),
                     METRICS_SCHEMA)
     return config, layout
@@ -112,6 +114,9 @@ def test_rounds_logged_with_dataset_inputs_system_metrics_and_ml_kind(tmp_path, 
     assert layout.targets(1).resolve().as_uri() in targets.source
     assert '"num_rows": 4' in targets.profile
     assert client.get_run(tracker.parent_id).info.status == "FINISHED"
+    [qwen] = client.search_runs([experiment.experiment_id],
+                                "tags.`pst.kind` = 'peer' and tags.`pst.peer` = 'qwen'")
+    assert qwen.data.metrics["wall_s/train"] == 3.0 and qwen.data.metrics["rss_gb/train"] == 1.5
 
 
 def test_experiment_kind_set_when_created_or_inferred_and_kept_when_chosen(tmp_path, tracking_uri):
