@@ -243,10 +243,12 @@ def demo(
     output_dir: Annotated[str, typer.Option(help="Where runs and mlflow.db go.")] = "runs",
 ):
     """The offline demo: fetch the three offline peers, run the pipeline flow on the synthetic
-    problems, and print where the results are and how to open the UIs."""
+    problems, and print what happened (a table, then in words), where the results are and how
+    to open the UIs."""
     from pst_core.config import load_config
-    from pst_core.metrics import summary
+    from pst_core.metrics import run_metrics, summary
     from pst_core.models.offline import OFFLINE_MODELS, fetch_offline_model
+    from pst_core.recap import recap
     from pst_core.runner import Runner
     from pst_core.tracking import default_tracking_uri
 
@@ -263,6 +265,8 @@ def demo(
     pipeline_flow(config_path=str(config), overrides=overrides)
     layout = Runner(cfg).layout
     print_summary(summary(layout, cfg.rounds))
+    for line in recap(run_metrics(layout, cfg.rounds)):
+        console.print(line, markup=False)
     console.print(f"results: {layout.root}")
     console.print(f"MLflow:  {default_tracking_uri(output_dir)}")
     console.print("open the UIs: pst ui   (Prefect http://127.0.0.1:4200, MLflow "

@@ -75,17 +75,20 @@ def round_metrics(layout: RunLayout, r: int, peers: list[str]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=METRICS_SCHEMA)
 
 
+def run_metrics(layout: RunLayout, rounds: int) -> list[dict]:
+    """Every metrics row of rounds 0..rounds that have a metrics file, in round order."""
+    return [m for r in range(rounds + 1) if layout.metrics(r).exists()
+            for m in read_table(layout.metrics(r), METRICS_SCHEMA).to_pylist()]
+
+
 def summary(layout: RunLayout, rounds: int) -> list[dict]:
     """Per round, peer and benchmark: EM and the GV gap, from the rounds' metrics files."""
     out: dict[tuple, dict] = {}
-    for r in range(rounds + 1):
-        if not layout.metrics(r).exists():
-            continue
-        for m in read_table(layout.metrics(r), METRICS_SCHEMA).to_pylist():
-            if m["benchmark"] is not None:
-                key = (m["round"], m["peer"], m["benchmark"])
-                out.setdefault(key, {"round": key[0], "peer": key[1], "benchmark": key[2]})
-                out[key][m["name"]] = m["value"]
+    for m in run_metrics(layout, rounds):
+        if m["benchmark"] is not None:
+            key = (m["round"], m["peer"], m["benchmark"])
+            out.setdefault(key, {"round": key[0], "peer": key[1], "benchmark": key[2]})
+            out[key][m["name"]] = m["value"]
     return list(out.values())
 
 
