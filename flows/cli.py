@@ -130,7 +130,8 @@ def generate(
     max_new_tokens: Annotated[int, typer.Option(help="Token budget per response.")] = 256,
     temperature: Annotated[float, typer.Option(help="0 is greedy.")] = 0.0,
     n: Annotated[int, typer.Option(help="Responses per question.")] = 1,
-    batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = 16,
+    batch_size: Annotated[str, typer.Option(
+        help="Rows decoded at once (prompts x samples), or auto: what memory holds.")] = "auto",
     prompt_format: Annotated[str, typer.Option(help="auto, chat or fewshot.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, bfloat16, float16 or float32.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",

@@ -1,7 +1,9 @@
 """The transformers backend: batched generation and fast continuation scoring, CPU or GPU.
 
-Generation sorts prompts by length and batches neighbours (little padding), pads on the left,
-and runs bf16 where the device supports it. Scoring computes log-probabilities at the
+Generation runs the decode loop of :mod:`pst_core.models.decode` (one prefill per prompt for its
+n samples, finished rows leave the batch), with as many rows as memory holds; on a CPU in fp32
+the linear layers run with oneDNN-packed weights (:mod:`pst_core.models.packed`); bf16 where
+the device has bf16 instructions. Scoring computes log-probabilities at the
 continuation's positions only (:mod:`pst_core.models.forward`), multiplying hidden states by the
 output embedding in chunks.
 """
@@ -16,12 +18,15 @@ from pathlib import Path
 import torch
 
 from pst_core.models.backend import ContinuationScore, Generation, SamplingParams
+from pst_core.models.decode import Decoded, DecodeStats, decode
 from pst_core.models.forward import hidden_at, output_logits, pack_continuations
 from pst_core.models.loading import load_peer_model
-from pst_core.models.memory import out_of_memory_as_error
+from pst_core.models.memory import out_of_memory_as_error, rows_that_fit
+from pst_core.models.packed import can_pack, pack_linears
 from pst_core.models.tokens import (
     encode_continuation,
     encode_prompt,
+    eos_ids,
     prompt_style,
     render_prompt,
 )
@@ -30,6 +35,7 @@ from pst_core.prompts import Prompt, Style
 
 log = logging.getLogger(__name__)
 
+_SCORE_BATCH = 16  # scoring batch under batch_size auto
 _LOGIT_CHUNK = 512  # rows of hidden states multiplied by the output embedding at once
 
 
@@ -40,14 +46,19 @@ class TransformersBackend:
         model: a causal LM (a peft-wrapped one works too), in eval mode.
         tokenizer: its tokenizer; padding side and pad token are set here.
         name: a label for logs and tables.
-        batch_size: prompts per forward batch.
+        batch_size: rows (prompts x samples) decoded at once and prompts per scoring batch;
+            ``auto``: generation takes the rows its KV cache fits in memory
+            (:func:`~pst_core.models.memory.rows_that_fit`), scoring batches of 16.
     """
 
-    def __init__(self, model, tokenizer, name: str = "model", batch_size: int = 16):
+    def __init__(self, model, tokenizer, name: str = "model", batch_size: int | str = "auto"):
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.batch_size = batch_size
+        self.stats = DecodeStats()  # what this backend's generation has cost so far
+        if can_pack(model):
+            pack_linears(model)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         model.get_output_embeddings().register_forward_pre_hook(_contiguous_input)
@@ -70,77 +81,46 @@ class TransformersBackend:
     def encode(self, text: str) -> list[int]:
         return encode_prompt(self.tokenizer, text)
 
-    @torch.inference_mode()
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
         encoded = [self.encode(p) for p in prompts]
-        results: list[list[Generation]] = [[] for _ in prompts]
-        eos_ids = self._eos_ids()
-        with (self._out_of_memory("generation", " or its max_new_tokens"),
+        rows = self.generation_rows(max(map(len, encoded), default=0) + params.max_new_tokens)
+        with (self._out_of_memory("generation", " or its max_new_tokens", rows),
               progress(f"{self.name}: generate", len(prompts)) as advance):
-            for batch_index, batch in enumerate(_length_buckets(encoded, self.batch_size)):
-                self._generate_batch(batch_index, batch, encoded, params, eos_ids, results)
-                advance(len(batch))
-        return results
+            decoded = decode(self.model, encoded, params, eos_ids=self._eos_ids(),
+                             pad_id=self.tokenizer.pad_token_id, rows=rows,
+                             stopped=self._stop_check(params.stop), advance=advance,
+                             stats=self.stats)
+        return [[self._finish(d, params.stop) for d in samples] for samples in decoded]
 
-    def _generate_batch(
-        self, batch_index: int, batch: list[int], encoded: list[list[int]],
-        params: SamplingParams, eos_ids: list[int], results: list[list[Generation]],
-    ) -> None:
-        """Generate one length bucket and append each prompt's generations to ``results``."""
-        input_ids, attention_mask = self._left_pad([encoded[i] for i in batch])
-        torch.manual_seed(params.seed + batch_index)
-        sampling = params.temperature > 0
-        per_prompt = params.n if sampling else 1  # greedy: one decode, copied n times
-        out = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=params.max_new_tokens,
-            do_sample=sampling,
-            temperature=params.temperature if sampling else None,
-            top_p=params.top_p if sampling else None,
-            top_k=None,
-            num_return_sequences=per_prompt,
-            eos_token_id=eos_ids,
-            pad_token_id=self.tokenizer.pad_token_id,
-            stop_strings=list(params.stop) or None,
-            tokenizer=self.tokenizer if params.stop else None,
-        )
-        new_tokens = out[:, input_ids.shape[1] :].tolist()
-        for row, tokens in enumerate(new_tokens):
-            generation = self._finish(tokens, eos_ids, params.stop)
-            results[batch[row // per_prompt]] += [generation] * (params.n // per_prompt)
+    def generation_rows(self, row_tokens: int) -> int:
+        """Rows decoded at once: the configured batch size, or (``auto``) what memory holds."""
+        if self.batch_size != "auto":
+            return self.batch_size
+        return rows_that_fit(self.model, row_tokens)
 
-    def _finish(self, tokens: list[int], eos_ids: list[int], stop: tuple[str, ...]) -> Generation:
-        """Cut a generated row at EOS or a stop string; count its tokens; say why it ended.
+    def _stop_check(self, stop: tuple[str, ...]):
+        """Whether a row's tokens end in a stop string: its last few tokens, decoded."""
+        if not stop:
+            return None
+        tail = 2 * max(map(len, stop)) + 4  # tokens; a token decodes to one character or more
 
-        A row that finished before others in its batch is filled with the pad token (a stop
-        string ends a row without EOS), so padding ends a row too.
-        """
-        n_tokens, reason = len(tokens), "length"
-        ends = {*eos_ids, self.tokenizer.pad_token_id}
-        for i, token in enumerate(tokens):
-            if token in ends:
-                n_tokens, reason = i, "stop"
-                break
-        text = self.tokenizer.decode(tokens[:n_tokens], skip_special_tokens=True)
+        def stopped(tokens: list[int]) -> bool:
+            text = self.tokenizer.decode(tokens[-tail:], skip_special_tokens=True)
+            return any(s in text for s in stop)
+
+        return stopped
+
+    def _finish(self, decoded: Decoded, stop: tuple[str, ...]) -> Generation:
+        """A row's text, cut before the first stop string; its token count; why it ended."""
+        text = self.tokenizer.decode(decoded.tokens, skip_special_tokens=True)
         cut = [text.find(s) for s in stop if s in text]
         if cut:
-            text, reason = text[: min(cut)], "stop"
-        return Generation(text=text.strip(), n_tokens=n_tokens, finish_reason=reason)
+            text = text[: min(cut)]
+        return Generation(text=text.strip(), n_tokens=len(decoded.tokens),
+                          finish_reason="stop" if cut else decoded.finish_reason)
 
     def _eos_ids(self) -> list[int]:
-        eos = self.model.generation_config.eos_token_id
-        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(self.tokenizer.eos_token_id)
-        return sorted(ids)
-
-    def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id
-        ids = [[pad] * (width - len(r)) + r for r in rows]
-        mask = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
-        return (torch.tensor(ids, device=self.device), torch.tensor(mask, device=self.device))
+        return eos_ids(self.model, self.tokenizer)
 
     @torch.inference_mode()
     def score(self, contexts: Sequence[str], continuations: Sequence[str]) -> list[ContinuationScore]:
@@ -158,7 +138,7 @@ class TransformersBackend:
         lengths = [ctx + cont for ctx, cont in pairs]
         with (self._out_of_memory("scoring"),
               progress(f"{self.name}: score", len(pairs)) as advance):
-            for batch in _length_buckets(lengths, self.batch_size):
+            for batch in _length_buckets(lengths, self._score_batch):
                 logprobs = self._continuation_logprobs([pairs[i] for i in batch])
                 for i, token_logprobs in zip(batch, logprobs):
                     scores[i] = ContinuationScore(float(token_logprobs.sum()), len(token_logprobs))
@@ -174,7 +154,7 @@ class TransformersBackend:
         out: list[list[float] | None] = [None] * len(contexts)
         with (self._out_of_memory("verification"),
               progress(f"{self.name}: verify", len(contexts)) as advance):
-            for batch in _length_buckets(encoded, self.batch_size):
+            for batch in _length_buckets(encoded, self._score_batch):
                 pairs = [(encoded[i][:-1], encoded[i][-1:]) for i in batch]
                 ids, mask, rows, positions, _ = pack_continuations(
                     pairs, self.tokenizer.pad_token_id, self.device
@@ -186,9 +166,13 @@ class TransformersBackend:
                 advance(len(batch))
         return out  # type: ignore[return-value]
 
-    def _out_of_memory(self, stage: str, hint: str = ""):
+    @property
+    def _score_batch(self) -> int:
+        return _SCORE_BATCH if self.batch_size == "auto" else self.batch_size
+
+    def _out_of_memory(self, stage: str, hint: str = "", size: int | None = None):
         return out_of_memory_as_error(self.name, stage, f"peers[{self.name}].batch_size",
-                                      self.batch_size, hint)
+                                      size or self._score_batch, hint)
 
     def _continuation_logprobs(self, pairs: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
         input_ids, attention_mask, rows, positions, targets = pack_continuations(

@@ -7,7 +7,7 @@ build one without importing the whole experiment config.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -48,7 +48,12 @@ class PeerConfig(Section):
         "(weights, activations, KV cache); lower it when peers share a GPU or it runs out of "
         "memory at startup.",
     )
-    batch_size: int = Field(16, gt=0, description="Prompts per generation/scoring batch.")
+    batch_size: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        "auto",
+        description="Rows (prompts x samples) decoded at once, and prompts per scoring batch; "
+        "auto: as many rows as a third of the free memory holds (more rows, more tokens/s on "
+        "a CPU too), scoring batches of 16. Lower it if other jobs need the memory.",
+    )
     max_new_tokens: int | None = Field(
         None,
         gt=0,

@@ -29,3 +29,13 @@ def encode_prompt(tokenizer, text: str) -> list[int]:
 def encode_continuation(tokenizer, text: str) -> list[int]:
     """Token ids of a continuation: no special tokens, independent of the context."""
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def eos_ids(model, tokenizer) -> list[int]:
+    """The tokens that end a response: the generation config's EOS (one or a list) and the
+    tokenizer's."""
+    eos = model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return sorted(ids)

@@ -43,6 +43,57 @@ def test_greedy_batched_equals_one_by_one(tiny_llama_dir):
     assert batched == single
 
 
+PROMPTS = ["short?", "a much longer prompt with many more tokens in it, past a sliding window?",
+           "medium length one?", "Tom has 3 apples and buys 4 more. How many apples?"]
+
+
+def _reference(path, backend, prompt: str, max_new_tokens: int) -> str:
+    """``model.generate`` of a plain copy of the model (``nn.Linear``, not packed) on the
+    prompt alone (no padding, no batch), greedy, cut at EOS."""
+    model, _ = load_model(str(path), dtype="float32", device="cpu")
+    ids = torch.tensor([backend.encode(prompt)])
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                 max_new_tokens=max_new_tokens, do_sample=False,
+                                 eos_token_id=backend._eos_ids(),
+                                 pad_token_id=backend.tokenizer.pad_token_id)[0, ids.shape[1]:]
+    tokens = out.tolist()
+    ends = [i for i, t in enumerate(tokens) if t in backend._eos_ids()]
+    return backend.tokenizer.decode(tokens[: ends[0]] if ends else tokens,
+                                    skip_special_tokens=True).strip()
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
+@pytest.mark.parametrize("rows", [1, 3, "auto"])
+def test_greedy_equals_generate_one_prompt_at_a_time(tiny_model_dirs, arch, rows, monkeypatch):
+    """The decode loop (cohorts, left padding, chunked prefill, finished rows dropped, packed
+    weights) gives what ``model.generate`` gives each prompt alone; gemma3's sliding window is
+    8 tokens."""
+    monkeypatch.setattr("pst_core.models.decode._PREFILL_TOKENS", 40)  # several prefill chunks
+    backend = _backend(tiny_model_dirs[arch], batch_size=rows)
+    params = SamplingParams(max_new_tokens=12)
+    with torch.inference_mode():
+        reference = [_reference(tiny_model_dirs[arch], backend, p, 12) for p in PROMPTS]
+    assert [g[0].text for g in backend.generate(PROMPTS, params)] == reference
+
+
+def test_one_prefill_per_prompt_and_no_finished_rows_fed(tiny_llama_dir):
+    backend = _backend(tiny_llama_dir, batch_size="auto")
+    params = SamplingParams(max_new_tokens=20, temperature=1.0, n=4, seed=3)
+    out = backend.generate(PROMPTS, params)
+    stats = backend.stats
+    assert stats.prefill_tokens == sum(len(backend.encode(p)) for p in PROMPTS)  # not x 4
+    assert stats.row_steps == stats.new_tokens  # every row-step made a token of a live row
+    assert sum(g.n_tokens for gens in out for g in gens) <= stats.new_tokens
+
+
+def test_top_p_near_zero_is_greedy(tiny_llama_dir):
+    backend = _backend(tiny_llama_dir)
+    greedy = backend.generate(PROMPTS, SamplingParams(max_new_tokens=10))
+    nucleus = backend.generate(PROMPTS, SamplingParams(max_new_tokens=10, temperature=1.0,
+                                                       top_p=1e-6, n=2, seed=1))
+    assert [[g.text for g in gens] for gens in nucleus] == [[g[0].text] * 2 for g in greedy]
+
+
 def test_sampling_n_and_seed(tiny_llama_dir):
     backend = _backend(tiny_llama_dir)
     params = SamplingParams(max_new_tokens=6, temperature=1.0, n=3, seed=5)
@@ -143,3 +194,11 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
                           ("amx_bf16 amx_tile", True), ("avx2 fma", False)):
         cpuinfo.write_text(f"processor : 0\nflags : {flags}\n")
         assert cpu_has_native_bf16(cpuinfo) is native
+
+
+def test_cpu_fp32_linears_are_packed(tiny_llama_dir):
+    from pst_core.models.packed import PackedLinear
+
+    backend = _backend(tiny_llama_dir)
+    linears = [m for m in backend.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert not linears and any(isinstance(m, PackedLinear) for m in backend.model.modules())

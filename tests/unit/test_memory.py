@@ -9,6 +9,7 @@ from pst_core.config import TrainConfig
 from pst_core.errors import ModelError
 from pst_core.models.backend import SamplingParams
 from pst_core.models.hf import TransformersBackend
+from pst_core.models.memory import MAX_ROWS, rows_that_fit
 from pst_core.models.source import load_model
 from pst_core.train import add_adapters, train_peer, uses_gradient_checkpointing
 
@@ -82,3 +83,17 @@ def test_auto_gradient_checkpointing_trains_and_switches_off_after(tiny_llama_di
     log = train_peer(model, tokenizer, ["Q? "], ["The answer is 1."], [1.0], cfg, peer="t", seed=0)
     assert log.num_rows == 1 and seen and all(seen)
     assert not model.base_model.model.is_gradient_checkpointing
+
+
+def test_rows_that_fit_follow_free_memory(tiny_llama_dir, monkeypatch):
+    """Rows under ``batch_size: auto``: the KV cache of the longest row times the rows stays
+    within the memory share; never 0, never above the cap."""
+    model, _ = load_model(str(tiny_llama_dir), dtype="float32", device="cpu")
+    free = {"bytes": 2**30}
+    monkeypatch.setattr("pst_core.models.memory.available_bytes", lambda device: free["bytes"])
+    assert rows_that_fit(model, 500) == MAX_ROWS["cpu"]  # tiny model, 1 GiB: the cap
+    free["bytes"] = 10 * 2**20
+    short, long = rows_that_fit(model, 100), rows_that_fit(model, 1000)
+    assert 1 <= long < short < MAX_ROWS["cpu"]
+    free["bytes"] = 0
+    assert rows_that_fit(model, 1000) == 1
