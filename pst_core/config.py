@@ -91,7 +91,8 @@ class TrainConfig(Section):
     gradient_checkpointing: bool | None = Field(
         None,
         description="Recompute activations in the backward pass (less memory, about a third "
-        "more compute); null: on for models above 1B parameters, off below.",
+        "more compute); null: on for models above 1B parameters, or when a micro-batch's "
+        "activations would take over a quarter of the free memory; off otherwise.",
     )
 
 

@@ -27,6 +27,7 @@ from pst_core.checks import check_inputs
 from pst_core.config import ExperimentConfig
 from pst_core.context import RunContext
 from pst_core.models.checkpoint import remove_stale_checkpoints
+from pst_core.models.memory import release_memory
 from pst_core.peak_memory import peak_gib, reset_peak
 from pst_core.provenance import record_invocation
 from pst_core.steps import (
@@ -87,6 +88,7 @@ def run_step(ctx: RunContext, step: Step) -> Path:
         log.debug("%s: done, skipped", step.title)
         return step.output(ctx)
     log.info("%s", step.title)
+    release_memory()  # what earlier steps freed goes back to the system: peaks start clean
     reset_peak()
     start = time.perf_counter()
     step.run(ctx)

@@ -5,8 +5,9 @@ accumulated micro-batches, the last short one of an epoch included), where NLL i
 negative log-likelihood of the target's tokens (the loss is on the response only; prompt tokens
 are never predicted). So how a step is split into micro-batches does not change the update.
 LoRA adapters (peft) by default, full fine-tuning as an option.
-The logits are computed only at the target positions, as in scoring (Gemma's 262k vocabulary
-makes full logits the memory peak).
+The logits are computed only at the target positions, as in scoring, and only a chunk of them
+at a time (:func:`token_nll`): Gemma's 262k and Qwen's 152k vocabularies make logits the memory
+peak otherwise.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import torch
+import torch.utils.checkpoint
 
 from pst_core.models.forward import hidden_at, output_logits, pack_continuations
-from pst_core.models.memory import out_of_memory_as_error
+from pst_core.models.memory import available_bytes, out_of_memory_as_error
 from pst_core.models.tokens import encode_continuation, encode_prompt
 from pst_core.progress import progress
 
@@ -47,21 +49,40 @@ TRAIN_LOG_SCHEMA = pa.schema(
 )
 
 
+_LOSS_CHUNK = 256  # target tokens whose logits exist at once, forward and backward
+
+
+def token_nll(causal_lm, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[T] NLL of each target token from its final hidden state, ``_LOSS_CHUNK`` tokens at a time.
+
+    Each chunk's logits are recomputed in the backward pass (activation checkpointing) instead of
+    kept: a micro-batch of 4 x 300 target tokens held 4 x 0.7 GB of logits, their float copy,
+    softmax and gradient for Qwen's 152k vocabulary (the demo's training peaked at 19 GB).
+    """
+    def chunk_nll(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        logits = output_logits(causal_lm, h)
+        return torch.nn.functional.cross_entropy(logits.float(), t, reduction="none")
+
+    return torch.cat([
+        torch.utils.checkpoint.checkpoint(chunk_nll, hidden[s : s + _LOSS_CHUNK],
+                                          targets[s : s + _LOSS_CHUNK], use_reentrant=False)
+        for s in range(0, len(targets), _LOSS_CHUNK)
+    ])
+
+
 def weighted_nll(
-    logits: torch.Tensor, targets: torch.Tensor, example_index: torch.Tensor, weights: torch.Tensor
+    token_nll: torch.Tensor, example_index: torch.Tensor, weights: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted mean of per-example mean token NLLs.
 
     Args:
-        logits: [T, V] logits at the T target tokens of a batch.
-        targets: [T] target token ids.
+        token_nll: [T] NLL of the T target tokens of a batch.
         example_index: [T] which example (0..B-1) each token belongs to.
         weights: [B] per-example weights.
 
     Returns:
         (weighted loss = sum_b w_b * nll_b / B, unweighted loss = mean_b nll_b).
     """
-    token_nll = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
     n_examples = weights.shape[0]
     sums = torch.zeros(n_examples, dtype=token_nll.dtype, device=token_nll.device)
     sums = sums.index_add(0, example_index, token_nll)
@@ -136,7 +157,8 @@ def train_peer(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, functools.partial(lr_multiplier, total=total_steps, warmup=warmup_steps)
     )
-    checkpointing = uses_gradient_checkpointing(model, cfg)
+    longest = max((len(ctx) + len(cont) for ctx, cont in pairs), default=0)
+    checkpointing = uses_gradient_checkpointing(model, cfg, cfg.batch_size * longest)
     if checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
@@ -167,18 +189,27 @@ def train_peer(
 
 
 CHECKPOINTING_ABOVE = 1_000_000_000  # parameters; the auto setting's threshold
+# Bytes of stored activations per token, layer and hidden unit of a LoRA step in fp32, measured:
+# Qwen-0.5B, micro-batches of 4 x 410 tokens, peaked 15.4 GiB without checkpointing and 7.0 GiB
+# with it (the model, its adapters and optimizer about 3 GiB of each).
+ACTIVATION_BYTES = 85 * 4
+ACTIVATION_SHARE = 0.25  # of the available memory, above which auto recomputes activations
 
 
-def uses_gradient_checkpointing(model, cfg: TrainConfig) -> bool:
-    """``train.gradient_checkpointing``, or when null, whether the model has over 1B parameters.
-
-    Above that size activations dominate a LoRA step's memory (Qwen-0.5B, 8 x 256 tokens: 11.5 GB
-    peak without, 7.8 GB with, STACK.md); below it the recomputation only costs time.
+def uses_gradient_checkpointing(model, cfg: TrainConfig, batch_tokens: int = 0) -> bool:
+    """``train.gradient_checkpointing``, or when null: on for models over 1B parameters, or
+    when a micro-batch of ``batch_tokens`` tokens would store activations over a quarter of the
+    memory available now (the demo's LoRA step of Qwen-0.5B: 12 GB of them); off otherwise,
+    where recomputing them would only cost time (about a quarter more, measured).
     """
     if cfg.gradient_checkpointing is not None:
         return cfg.gradient_checkpointing
-    return sum(p.numel() for p in model.parameters()) > CHECKPOINTING_ABOVE
-
+    if sum(p.numel() for p in model.parameters()) > CHECKPOINTING_ABOVE:
+        return True
+    text = model.config.get_text_config()
+    activations = ACTIVATION_BYTES * text.hidden_size * text.num_hidden_layers * batch_tokens
+    device = next(model.parameters()).device
+    return activations > ACTIVATION_SHARE * available_bytes(device)
 
 
 def group_steps(order: list[int], batch_size: int, accumulation: int) -> list[list[list[int]]]:
@@ -221,7 +252,7 @@ def _accumulate_gradients(model, pad_id: int, pairs, weights: torch.Tensor,
             [pairs[i] for i in batch], pad_id, device
         )
         causal_lm, hidden = hidden_at(model, ids, mask, rows, positions)
-        weighted, plain = weighted_nll(output_logits(causal_lm, hidden), target_ids, rows,
+        weighted, plain = weighted_nll(token_nll(causal_lm, hidden, target_ids), rows,
                                        weights[batch].to(device))
         (weighted * (len(batch) / n_step)).backward()
         weighted_sum += weighted.item() * len(batch)

@@ -10,7 +10,6 @@ output embedding in chunks.
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from pst_core.models.backend import ContinuationScore, Generation, SamplingParam
 from pst_core.models.decode import Decoded, DecodeStats, decode
 from pst_core.models.forward import hidden_at, output_logits, pack_continuations
 from pst_core.models.loading import load_peer_model
-from pst_core.models.memory import out_of_memory_as_error, rows_that_fit
+from pst_core.models.memory import out_of_memory_as_error, release_memory, rows_that_fit
 from pst_core.models.packed import can_pack, pack_linears
 from pst_core.models.tokens import (
     encode_continuation,
@@ -51,13 +50,14 @@ class TransformersBackend:
             (:func:`~pst_core.models.memory.rows_that_fit`), scoring batches of 16.
     """
 
-    def __init__(self, model, tokenizer, name: str = "model", batch_size: int | str = "auto"):
+    def __init__(self, model, tokenizer, name: str = "model", batch_size: int | str = "auto",
+                 pack_weights: bool = False):
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.batch_size = batch_size
         self.stats = DecodeStats()  # what this backend's generation has cost so far
-        if can_pack(model):
+        if pack_weights:
             pack_linears(model)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -66,7 +66,8 @@ class TransformersBackend:
     @classmethod
     def from_config(cls, peer, checkpoint: Path | None = None) -> TransformersBackend:
         model, tokenizer = load_peer_model(peer, checkpoint)
-        return cls(model, tokenizer, name=peer.name, batch_size=peer.batch_size)
+        return cls(model, tokenizer, name=peer.name, batch_size=peer.batch_size,
+                   pack_weights=can_pack(model))
 
     @property
     def device(self) -> torch.device:
@@ -188,9 +189,7 @@ class TransformersBackend:
 
     def close(self) -> None:
         self.model = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_memory()
 
 
 def _contiguous_input(module, args):

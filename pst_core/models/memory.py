@@ -13,6 +13,7 @@ the fix is nearly always a smaller batch, which the message names with its curre
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -36,6 +37,28 @@ def rows_that_fit(model, row_tokens: int) -> int:
     device = param.device.type
     rows = int(MEMORY_SHARE * available_bytes(param.device) // per_row)
     return max(1, min(rows, MAX_ROWS.get(device, MAX_ROWS["cpu"])))
+
+
+def release_memory() -> None:
+    """Give freed memory back to the system: collect garbage, empty CUDA's cache, and ask glibc
+    to return its free heap (``malloc_trim``). Without the trim a process that had closed a
+    Qwen-0.5B backend kept 3.3 GB resident (0.6 GB after it), so every later stage's peak
+    started that much higher."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    libc = ctypes.util.find_library("c")
+    if libc and sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(libc).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+            pass
 
 
 def available_bytes(device) -> int:

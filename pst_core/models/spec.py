@@ -7,9 +7,9 @@ build one without importing the whole experiment config.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pst_core.section import NAME_PATTERN, Section
 
@@ -48,7 +48,7 @@ class PeerConfig(Section):
         "(weights, activations, KV cache); lower it when peers share a GPU or it runs out of "
         "memory at startup.",
     )
-    batch_size: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+    batch_size: int | Literal["auto"] = Field(
         "auto",
         description="Rows (prompts x samples) decoded at once, and prompts per scoring batch; "
         "auto: as many rows as a third of the free memory holds (more rows, more tokens/s on "
@@ -63,6 +63,13 @@ class PeerConfig(Section):
     trust_remote_code: bool = Field(
         False, description="Allow Hub models to run their own code (off unless set)."
     )
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if value != "auto" and value <= 0:
+            raise ValueError("should be a positive integer or auto")
+        return value
 
     @model_validator(mode="after")
     def _vllm_places_itself(self) -> PeerConfig:

@@ -6,6 +6,7 @@ import torch
 from pst_core.generate import RESPONSES_SCHEMA, generate_solo
 from pst_core.models.backend import SamplingParams
 from pst_core.models.hf import TransformersBackend
+from pst_core.models.packed import can_pack
 from pst_core.models.source import cpu_has_native_bf16, load_model
 from pst_core.models.tokens import encode_continuation
 from pst_core.prompts import solo_prompt
@@ -13,8 +14,10 @@ from tests.helpers import naive_logprobs
 
 
 def _backend(path, batch_size=4, dtype="float32"):
+    """The backend as ``from_config`` builds it: packed weights where they help (fp32 CPU)."""
     model, tok = load_model(str(path), dtype=dtype, device="cpu")
-    return TransformersBackend(model, tok, name="tiny", batch_size=batch_size)
+    return TransformersBackend(model, tok, name="tiny", batch_size=batch_size,
+                               pack_weights=can_pack(model))
 
 
 PAIRS = [

@@ -102,7 +102,7 @@ def test_validate(tmp_path):
     (["--n", "0"], ["--n: Input should be greater than or equal to 1 (got 0)"]),
     (["--temperature", "-1"], ["--temperature: Input should be greater than or equal to 0"]),
     (["--max-new-tokens", "0"], ["--max-new-tokens: Input should be greater than 0 (got 0)"]),
-    (["batch_size=0"], ["batch_size: Input should be greater than 0 (got 0)"]),
+    (["batch_size=0"], ["batch_size: should be a positive integer or auto (got 0)"]),
     (["bogus=1"], ["bogus: unknown field"]),
     (["batch_size"], ["'batch_size': expected a peer field as key=value"]),
     (["--split", "test", "--n", "0", "dtype=fp8"],  # every bad option at once

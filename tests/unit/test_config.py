@@ -47,7 +47,7 @@ def test_bad_value_names_path_and_value(tmp_path):
 
 def test_nested_list_error_path(tmp_path):
     path = _write(tmp_path, BASE.replace("source: smollm2-135m-instruct", "source: x, batch_size: 0"))
-    with pytest.raises(ConfigError, match=r"peers\.0\.batch_size: Input should be greater than 0"):
+    with pytest.raises(ConfigError, match=r"peers\.0\.batch_size: should be a positive integer or auto"):
         load_config(path)
 
 

@@ -65,6 +65,17 @@ def test_gradient_checkpointing_auto_by_parameter_count(tiny_llama_dir, monkeypa
     assert not uses_gradient_checkpointing(model, TrainConfig(gradient_checkpointing=False))
 
 
+def test_gradient_checkpointing_auto_by_activation_memory(tiny_llama_dir, monkeypatch):
+    """Below 1B parameters auto still recomputes when a micro-batch's activations would take
+    over a quarter of the free memory (the demo's Qwen-0.5B step: 12 GB of them)."""
+    model, _ = load_model(str(tiny_llama_dir), dtype="float32", device="cpu")
+    monkeypatch.setattr("pst_core.train.available_bytes", lambda device: 2**30)
+    assert not uses_gradient_checkpointing(model, TrainConfig(), batch_tokens=1000)
+    assert uses_gradient_checkpointing(model, TrainConfig(), batch_tokens=10_000_000)
+    assert not uses_gradient_checkpointing(model, TrainConfig(gradient_checkpointing=False),
+                                           batch_tokens=10_000_000)
+
+
 def test_auto_gradient_checkpointing_trains_and_switches_off_after(tiny_llama_dir, monkeypatch):
     import pst_core.train as training
 

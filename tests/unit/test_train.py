@@ -8,7 +8,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from pst_core.config import TrainConfig
 from pst_core.models.hf import TransformersBackend
 from pst_core.models.source import load_model
-from pst_core.train import add_adapters, train_peer, weighted_nll
+from pst_core.train import add_adapters, token_nll, train_peer, weighted_nll
 
 
 def test_weighted_nll_is_a_weighted_mean_of_example_means():
@@ -16,8 +16,8 @@ def test_weighted_nll_is_a_weighted_mean_of_example_means():
     targets = torch.tensor([1, 2, 3, 4, 5])
     example = torch.tensor([0, 0, 1, 1, 1])
     weights = torch.tensor([2.0, 0.5])
-    weighted, plain = weighted_nll(logits, targets, example, weights)
     nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    weighted, plain = weighted_nll(nll, example, weights)
     per_example = torch.stack([nll[:2].mean(), nll[2:].mean()])
     assert torch.allclose(weighted, (weights * per_example).sum() / 2)
     assert torch.allclose(plain, per_example.mean())
@@ -27,10 +27,28 @@ def test_zero_weight_example_contributes_no_gradient():
     logits = torch.randn(6, 9, requires_grad=True)
     targets = torch.randint(0, 9, (6,))
     example = torch.tensor([0, 0, 1, 1, 2, 2])
-    weighted, _ = weighted_nll(logits, targets, example, torch.tensor([1.0, 0.0, 3.0]))
+    nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    weighted, _ = weighted_nll(nll, example, torch.tensor([1.0, 0.0, 3.0]))
     weighted.backward()
     assert torch.all(logits.grad[2:4] == 0)
     assert torch.any(logits.grad[:2] != 0) and torch.any(logits.grad[4:] != 0)
+
+
+def test_chunked_token_nll_equals_full_logits(tiny_llama_dir, monkeypatch):
+    """Logits a chunk at a time, recomputed in backward: the same NLL and the same gradients."""
+    from pst_core.models.forward import output_logits
+
+    monkeypatch.setattr("pst_core.train._LOSS_CHUNK", 3)
+    model, _ = load_model(str(tiny_llama_dir), dtype="float32", device="cpu")
+    hidden = torch.randn(10, model.config.hidden_size, requires_grad=True)
+    targets = torch.randint(0, model.config.vocab_size, (10,))
+    full = torch.nn.functional.cross_entropy(output_logits(model, hidden), targets,
+                                             reduction="none")
+    (full_grad,) = torch.autograd.grad(full.sum(), hidden)
+    chunked = token_nll(model, hidden, targets)
+    (chunked_grad,) = torch.autograd.grad(chunked.sum(), hidden)
+    assert torch.allclose(chunked, full, atol=1e-6)
+    assert torch.allclose(chunked_grad, full_grad, atol=1e-6)
 
 
 def _target_nll(model, tokenizer, prompts, targets):
