@@ -158,7 +158,8 @@ def generate(
         lambda: dataset_spec(source, None, question_col, answer_col, id_col, eval_fraction,
                               split, limit),
         lambda: peer_config(model, {
-            "batch_size": batch_size, "prompt_format": prompt_format, "dtype": dtype,
+            "batch_size": int(batch_size) if batch_size.isdigit() else batch_size,
+            "prompt_format": prompt_format, "dtype": dtype,
             "device": device, "backend": backend, "max_new_tokens": max_new_tokens,
         }, fields or []),
         lambda: check_sampling(temperature, n),

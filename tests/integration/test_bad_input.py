@@ -94,7 +94,7 @@ CASES = {
             ("--limit", "0", "Input should be greater than 0 (got 0)"),
             ("--limit", "-1", "Input should be greater than 0 (got -1)"),
             ("--prompt-format", "bogus", "Input should be 'auto', 'chat' or 'fewshot'"),
-            ("--batch-size", "0", "Input should be greater than 0 (got 0)"),
+            ("--batch-size", "0", "should be a positive integer or auto (got 0)"),
             ("--split", "bogus", "Input should be 'train', 'eval' or 'all'"),
             ("--dtype", "bogus", "Input should be 'auto', 'bfloat16', 'float16' or 'float32'"),
             ("--max-new-tokens", "0", "Input should be greater than 0 (got 0)"),
