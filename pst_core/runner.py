@@ -5,9 +5,9 @@ rounds 1..R, each on a fresh sample of the pool with the peers refreshed by the 
 training (online refresh). ``plan_round`` turns the config into a round's steps (pure: it reads
 no file and loads no model), in waves whose steps are independent (different peers), so an
 orchestrator may run a wave's steps in parallel. ``run_step`` skips a step whose output is
-complete and records the wall time and peak resident memory of each step it runs. Every step writes atomically, so
-killing the process anywhere and running the same command again finishes the run without
-recomputing finished work and without losing or duplicating rows.
+complete and records the wall time and peak resident memory of each step it runs. Every step
+writes atomically, so killing the process anywhere and running the same command again finishes
+the run without recomputing finished work and without losing or duplicating rows.
 
 The Prefect flows (``flows/pipeline.py``) run the same plan with one task per step; ``pst run
 --no-prefect`` runs it here, in this process.

@@ -87,7 +87,7 @@ class TransformersBackend:
         rows = self.generation_rows(max(map(len, encoded), default=0) + params.max_new_tokens)
         with (self._out_of_memory("generation", " or its max_new_tokens", rows),
               progress(f"{self.name}: generate", len(prompts)) as advance):
-            decoded = decode(self.model, encoded, params, eos_ids=self._eos_ids(),
+            decoded = decode(self.model, encoded, params, eos_ids=eos_ids(self.model, self.tokenizer),
                              pad_id=self.tokenizer.pad_token_id, rows=rows,
                              stopped=self._stop_check(params.stop), advance=advance,
                              stats=self.stats)
@@ -119,9 +119,6 @@ class TransformersBackend:
             text = text[: min(cut)]
         return Generation(text=text.strip(), n_tokens=len(decoded.tokens),
                           finish_reason="stop" if cut else decoded.finish_reason)
-
-    def _eos_ids(self) -> list[int]:
-        return eos_ids(self.model, self.tokenizer)
 
     @torch.inference_mode()
     def score(self, contexts: Sequence[str], continuations: Sequence[str]) -> list[ContinuationScore]:

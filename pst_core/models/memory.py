@@ -26,7 +26,6 @@ MAX_ROWS = {"cpu": 256, "cuda": 512}
 def rows_that_fit(model, row_tokens: int) -> int:
     """Rows of ``row_tokens`` tokens (prompt + new) whose KV cache and logits fit in
     ``MEMORY_SHARE`` of the memory available now on the model's device, at most ``MAX_ROWS``."""
-
     param = next(model.parameters())
     text = model.config.get_text_config()
     heads = text.num_attention_heads

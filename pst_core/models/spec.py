@@ -51,7 +51,7 @@ class PeerConfig(Section):
     batch_size: int | Literal["auto"] = Field(
         "auto",
         description="Rows (prompts x samples) decoded at once, and prompts per scoring batch; "
-        "auto: as many rows as a third of the free memory holds (more rows, more tokens/s on "
+        "auto: as many rows as 30% of the free memory holds (more rows, more tokens/s on "
         "a CPU too), scoring batches of 16. Lower it if other jobs need the memory.",
     )
     max_new_tokens: int | None = Field(

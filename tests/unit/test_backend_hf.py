@@ -8,7 +8,7 @@ from pst_core.models.backend import SamplingParams
 from pst_core.models.hf import TransformersBackend
 from pst_core.models.packed import can_pack
 from pst_core.models.source import cpu_has_native_bf16, load_model
-from pst_core.models.tokens import encode_continuation
+from pst_core.models.tokens import encode_continuation, encode_prompt, eos_ids
 from pst_core.prompts import solo_prompt
 from tests.helpers import naive_logprobs
 
@@ -50,19 +50,21 @@ PROMPTS = ["short?", "a much longer prompt with many more tokens in it, past a s
            "medium length one?", "Tom has 3 apples and buys 4 more. How many apples?"]
 
 
-def _reference(path, backend, prompt: str, max_new_tokens: int) -> str:
-    """``model.generate`` of a plain copy of the model (``nn.Linear``, not packed) on the
+def _reference(path, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """``model.generate`` of a plain copy of the model (``nn.Linear``, not packed) on each
     prompt alone (no padding, no batch), greedy, cut at EOS."""
-    model, _ = load_model(str(path), dtype="float32", device="cpu")
-    ids = torch.tensor([backend.encode(prompt)])
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                 max_new_tokens=max_new_tokens, do_sample=False,
-                                 eos_token_id=backend._eos_ids(),
-                                 pad_token_id=backend.tokenizer.pad_token_id)[0, ids.shape[1]:]
-    tokens = out.tolist()
-    ends = [i for i, t in enumerate(tokens) if t in backend._eos_ids()]
-    return backend.tokenizer.decode(tokens[: ends[0]] if ends else tokens,
-                                    skip_special_tokens=True).strip()
+    model, tokenizer = load_model(str(path), dtype="float32", device="cpu")
+    ends = eos_ids(model, tokenizer)
+    texts = []
+    for prompt in prompts:
+        ids = torch.tensor([encode_prompt(tokenizer, prompt)])
+        tokens = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=ends,
+                                pad_token_id=tokenizer.pad_token_id)[0, ids.shape[1]:].tolist()
+        cut = [i for i, t in enumerate(tokens) if t in ends]
+        texts.append(tokenizer.decode(tokens[: cut[0]] if cut else tokens,
+                                      skip_special_tokens=True).strip())
+    return texts
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
@@ -75,7 +77,7 @@ def test_greedy_equals_generate_one_prompt_at_a_time(tiny_model_dirs, arch, rows
     backend = _backend(tiny_model_dirs[arch], batch_size=rows)
     params = SamplingParams(max_new_tokens=12)
     with torch.inference_mode():
-        reference = [_reference(tiny_model_dirs[arch], backend, p, 12) for p in PROMPTS]
+        reference = _reference(tiny_model_dirs[arch], PROMPTS, 12)
     assert [g[0].text for g in backend.generate(PROMPTS, params)] == reference
 
 
