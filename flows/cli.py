@@ -500,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     except click_errors.ClickException as e:
         print_error(e.format_message())
         return e.exit_code
-    except click_errors.Abort:
+    except typer.Abort:  # Ctrl-C at a prompt; click's Abort in older typer, its own in newer
         print_error("aborted")
         return 1
 

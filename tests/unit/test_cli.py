@@ -33,6 +33,17 @@ def test_help_lists_commands():
         assert command in out
 
 
+def test_help_into_closed_pipe_exits_without_traceback():
+    """`pst --help | head -1`: the reader is gone before the help is written; typer exits,
+    pst adds no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "--help"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # closed before the child has imported typer: its write fails
+    stderr = proc.stderr.read()
+    proc.wait()
+    assert "Traceback" not in stderr, stderr
+
+
 def test_ingest_broken_jsonl(tmp_path):
     src = tmp_path / "broken.jsonl"
     src.write_text('{"question": "a?", "answer": "1"}\n{"question": \n', encoding="utf-8")
