@@ -58,15 +58,16 @@ def _best(fn, repeats: int, rate) -> float:
     return rate(best)
 
 
-def load(name: str):
+def load(name: str, dtype: str):
     """(model, prompts as token ids, eos ids, pad id) for an offline model or random shapes."""
     if name.startswith("random:"):
-        return _random_model(name.removeprefix("random:"))
+        model, *rest = _random_model(name.removeprefix("random:"))
+        return (model if dtype == "auto" else model.to(getattr(torch, dtype)), *rest)
     from pst_core.models.source import load_model
     from pst_core.models.tokens import encode_prompt, eos_ids, prompt_style, render_prompt
     from pst_core.prompts import solo_prompt
 
-    model, tokenizer = load_model(name, dtype="auto", device="cpu", device_field="--model")
+    model, tokenizer = load_model(name, dtype=dtype, device="cpu", device_field="--model")
     style = prompt_style(tokenizer, "auto")
     prompts = [encode_prompt(tokenizer, render_prompt(tokenizer, solo_prompt(q, style)))
                for q in _questions()]
@@ -151,9 +152,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4, help="sampled answers per question")
     parser.add_argument("--max-new-tokens", type=int, default=192)
     parser.add_argument("--rows", default="auto", help="rows decoded at once by the new path")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="auto: bf16 where the CPU has AVX-512 BF16 or AMX, as the backend")
     args = parser.parse_args()
 
-    model, prompts, eos_ids, pad_id = load(args.model)
+    model, prompts, eos_ids, pad_id = load(args.model, args.dtype)
     param = next(model.parameters())
     text = model.config.get_text_config()
     matmul_params = sum(p.numel() for p in model.parameters()) - (
