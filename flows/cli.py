@@ -409,6 +409,10 @@ def preflight(
     console.print(f"questions with a strict majority: {pct(found.majority_share)}")
     console.print(f"reliable aggregate: estimated {pct(found.reliable_estimate)}, gold "
                   f"{pct(found.reliable_gold)} (audit); plain vote: gold {pct(found.vote_gold)}")
+    for solo in found.solos:
+        console.print(f"{solo.learner} alone (greedy): estimated {pct(solo.estimate)}, gold "
+                      f"{pct(solo.gold)} (audit); the chain changed its answer on "
+                      f"{pct(solo.changed)} of the questions")
     for line in found.verdicts():
         console.print(line)
 

@@ -6,8 +6,12 @@ pre-flight runs round 1's sample and peer turns on a few questions (a run direct
 under ``<output_dir>/preflight/``, resumable like any run) and reports, without reading gold:
 each peer's estimated reliability and agreement, the pairwise agreement matrix, the share of
 questions with a strict majority, and the estimated accuracy of the reliability-weighted
-aggregate against each learner's own. Where the pool has gold answers, the audited accuracies
-stand beside the estimates, so a user sees whether the estimates can be trusted.
+aggregate against each learner's answering alone. Where the pool has gold answers, the audited
+accuracies stand beside the estimates, so a user sees whether the estimates can be trusted.
+
+The learner's own side is its *solo* greedy answers to the same questions, not its in-chain
+ones: measured on the offline-strong set, Qwen-0.5B gave Qwen-1.5B's answer on every question,
+so its in-chain accuracy was the group's and said nothing about what it knows alone.
 """
 
 from __future__ import annotations
@@ -18,15 +22,25 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from pst_core.aggregate import aggregate_responses, audit_gold
-from pst_core.answers import group_answers, is_equivalent
+from pst_core.answers import group_answers, is_equivalent, matches_gold
 from pst_core.config import ExperimentConfig
 from pst_core.errors import ConfigError
 from pst_core.generate import RESPONSES_SCHEMA
 from pst_core.methods.pst import PeerRounds
 from pst_core.reliability import RELIABILITY_SCHEMA, answer_posteriors
 from pst_core.runner import Runner
-from pst_core.steps import SampleQuestions
+from pst_core.steps import GenerateSolo, SampleQuestions
 from pst_core.store import RunLayout, read_table
+
+
+@dataclass(frozen=True)
+class Solo:
+    """One learner answering alone (greedy) on the pre-flight's questions."""
+
+    learner: str
+    estimate: float  # mean posterior, under the group's reliabilities, that its answer is right
+    gold: float | None  # audit
+    changed: float  # share of questions where its in-chain answer differs from its solo one
 
 
 @dataclass(frozen=True)
@@ -41,14 +55,13 @@ class Preflight:
     reliable_estimate: float  # mean posterior of the reliable aggregate's answers (label-free)
     reliable_gold: float | None
     vote_gold: float | None
-    learners: list[str]
+    solos: list[Solo]
 
     def verdicts(self) -> list[str]:
         """One line per learner: does the group look like a better teacher than it alone?"""
-        estimates = {p["peer"]: p["estimated_accuracy"] for p in self.peers}
         lines = []
-        for learner in self.learners:
-            own, group = estimates[learner], self.reliable_estimate
+        for solo in self.solos:
+            learner, own, group = solo.learner, solo.estimate, self.reliable_estimate
             if group > own + 0.05:
                 lines.append(f"{learner}: the group looks like a better teacher than {learner} "
                              f"alone (estimated {group:.0%} vs {own:.0%}): PST's premise holds.")
@@ -74,14 +87,19 @@ def run_preflight(cfg: ExperimentConfig, questions: int = 32) -> Preflight:
     runner = Runner(pre)
     runner.setup()
     waves = [*pre.method.before_sample(pre, 1), [SampleQuestions(round=1)],
-             *pre.method.response_steps(pre, 1)]
+             *pre.method.response_steps(pre, 1),
+             [GenerateSolo(round=1, peer=learner, temperature=0.0) for learner in pre.learner_names]]
     for wave in waves:
         runner.run_wave(runner.ctx, wave)
-    return report(runner.layout, runner.ctx.dataset(pre.data.pool), pre)
+    solos = {learner: read_table(runner.ctx.part(1, f"self_{learner}"), RESPONSES_SCHEMA)
+             for learner in pre.learner_names}
+    return report(runner.layout, runner.ctx.dataset(pre.data.pool), pre, solos)
 
 
-def report(layout: RunLayout, pool: pa.Table, cfg: ExperimentConfig) -> Preflight:
-    """The pre-flight's findings from round 1's responses and ``peers.parquet``."""
+def report(layout: RunLayout, pool: pa.Table, cfg: ExperimentConfig,
+           solos: dict[str, pa.Table]) -> Preflight:
+    """The pre-flight's findings from round 1's responses, ``peers.parquet`` and each learner's
+    solo responses (``solos``: learner -> its ``RESPONSES_SCHEMA`` table)."""
     responses = read_table(layout.responses(1), RESPONSES_SCHEMA)
     reliability = read_table(layout.round_dir(1) / "peers.parquet", RELIABILITY_SCHEMA)
     by_question: dict[str, dict[str, str | None]] = {}
@@ -94,8 +112,8 @@ def report(layout: RunLayout, pool: pa.Table, cfg: ExperimentConfig) -> Prefligh
         for a, b in itertools.permutations(peers, 2)}
     majority = _mean([max((len(g) for g in group_answers(list(q.values()))), default=0)
                       > len(q) / 2 for q in by_question.values()])
-    winners = [max(c, key=lambda x: x.posterior).posterior
-               for c in answer_posteriors(responses, reliability).values() if c]
+    posteriors = answer_posteriors(responses, reliability)
+    winners = [max(c, key=lambda x: x.posterior).posterior for c in posteriors.values() if c]
     audits = {rule: audit_gold(aggregate_responses(responses, rule, reliability=reliability)[0],
                                pool, cfg.answers.multi_answer).column("gold_match").to_pylist()
               for rule in ("vote", "reliable")}
@@ -104,7 +122,28 @@ def report(layout: RunLayout, pool: pa.Table, cfg: ExperimentConfig) -> Prefligh
     return Preflight(
         run_dir=str(layout.root), n_questions=len(by_question), peers=reliability.to_pylist(),
         agreement=agreement, majority_share=majority, reliable_estimate=_mean(winners),
-        reliable_gold=gold["reliable"], vote_gold=gold["vote"], learners=cfg.learner_names)
+        reliable_gold=gold["reliable"], vote_gold=gold["vote"],
+        solos=[_solo(learner, table, by_question, posteriors, pool, cfg.answers.multi_answer)
+               for learner, table in solos.items()])
+
+
+def _solo(learner: str, table: pa.Table, by_question: dict[str, dict[str, str | None]],
+          posteriors: dict, pool: pa.Table, multi_answer: str) -> Solo:
+    """The learner alone: the group's posterior of its solo answers (an answer no peer gave in
+    the chain counts 0), their gold audit, and how often the chain changed its answer."""
+    gold = {r["id"]: r for r in pool.select(["id", "answer", "all_answers"]).to_pylist()}
+    estimate, audit, changed = [], [], []
+    for qid, answer in zip(table.column("question_id").to_pylist(),
+                           table.column("answer").to_pylist()):
+        estimate.append(next((c.posterior for c in posteriors.get(qid, [])
+                              if answer is not None and is_equivalent(answer, c.answer)), 0.0))
+        in_chain = by_question.get(qid, {}).get(learner)
+        changed.append(not (answer is in_chain is None or is_equivalent(answer, in_chain)))
+        g = gold.get(qid)
+        if g is not None and g["answer"] is not None:
+            audit.append(matches_gold(answer, g["answer"], g["all_answers"], multi_answer))
+    return Solo(learner=learner, estimate=_mean(estimate), gold=_mean(audit) if audit else None,
+                changed=_mean(changed))
 
 
 def _mean(values: list) -> float:

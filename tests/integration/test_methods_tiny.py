@@ -157,7 +157,7 @@ def test_preflight_reports_reliability_without_training(tmp_path, tiny_model_dir
                              "--questions", "4"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     for fragment in ("estimated accuracy", "gold accuracy (audit)", "strict majority",
-                     "reliable aggregate", "llama:", "gemma:"):
+                     "reliable aggregate", "llama alone (greedy)", "llama:", "gemma:"):
         assert fragment in result.stdout, result.stdout
     runs = list((tmp_path / "runs" / "preflight" / "tiny").iterdir())
     assert len(runs) == 1 and (runs[0] / "round_1" / "peers.parquet").exists()
