@@ -13,7 +13,7 @@ from dataclasses import replace
 import pyarrow as pa
 
 from pst_core.answers import RULES, extract_answer
-from pst_core.models.backend import Backend, SamplingParams
+from pst_core.models.backend import Backend, SamplingParams, per_prompt
 from pst_core.prompts import Prompt, solo_prompt, stop_strings
 
 RESPONSES_SCHEMA = pa.schema(
@@ -37,22 +37,24 @@ def generate_responses(
     question_ids: Sequence[str],
     prompts: Sequence[Prompt],
     backend: Backend,
-    params: SamplingParams,
+    params: SamplingParams | Sequence[SamplingParams],
     *,
     peer: str,
     model: str,
     position: int = 0,
     rules: Sequence[str] = RULES,
 ) -> pa.Table:
-    """Render ``prompts``, generate ``params.n`` responses each, extract their answers.
+    """Render ``prompts``, generate ``n`` responses each (``params``: one for all prompts, or one
+    per prompt), extract their answers.
 
     Returns:
         A ``RESPONSES_SCHEMA`` table, rows in question order then sample order.
     """
     rendered = [backend.render(p) for p in prompts]
     style_stops = {s for p in prompts for s in stop_strings(p.style)}
-    params = replace(params, stop=tuple(sorted(set(params.stop) | style_stops)))
-    outputs = backend.generate(rendered, params)
+    per = [replace(p, stop=tuple(sorted(set(p.stop) | style_stops)))
+           for p in per_prompt(params, len(prompts))]
+    outputs = backend.generate(rendered, per)
     rows: dict[str, list] = {name: [] for name in RESPONSES_SCHEMA.names}
     for qid, prompt_text, generations in zip(question_ids, rendered, outputs, strict=True):
         for sample, gen in enumerate(generations):
@@ -74,14 +76,15 @@ def generate_responses(
 def generate_solo(
     questions: pa.Table,
     backend: Backend,
-    params: SamplingParams,
+    params: SamplingParams | Sequence[SamplingParams],
     *,
     peer: str,
     model: str,
     prompt_format: str = "auto",
     rules: Sequence[str] = RULES,
 ) -> pa.Table:
-    """Each question answered by one model alone (the solo prompt), ``params.n`` times."""
+    """Each question answered by one model alone (the solo prompt), ``n`` times (``params``:
+    one for all questions, or one per question)."""
     style = backend.prompt_style(prompt_format)
     prompts = [solo_prompt(q, style) for q in questions.column("question").to_pylist()]
     return generate_responses(

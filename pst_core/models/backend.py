@@ -26,6 +26,15 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
 
 
+def per_prompt(params: SamplingParams | Sequence[SamplingParams], n: int) -> list[SamplingParams]:
+    """One ``SamplingParams`` per prompt, from one for all or one each."""
+    if isinstance(params, SamplingParams):
+        return [params] * n
+    if len(params) != n:
+        raise ValueError(f"{len(params)} sampling params for {n} prompts")
+    return list(params)
+
+
 @dataclass(frozen=True)
 class Generation:
     """One response: its text, the tokens it cost, and why it ended (``stop`` or ``length``)."""
@@ -60,8 +69,10 @@ class Backend(Protocol):
         """The exact text fed to the model (chat template applied for chat prompts)."""
         ...
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
-        """``params.n`` responses for each rendered prompt, in input order."""
+    def generate(self, prompts: Sequence[str],
+                 params: SamplingParams | Sequence[SamplingParams]) -> list[list[Generation]]:
+        """``n`` responses for each rendered prompt, in input order; ``params`` is one for all
+        prompts or one per prompt (greedy and sampled answers decoded together)."""
         ...
 
     def score(self, contexts: Sequence[str], continuations: Sequence[str]) -> list[ContinuationScore]:

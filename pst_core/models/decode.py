@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from pst_core.models.backend import SamplingParams
+from pst_core.models.backend import SamplingParams, per_prompt
 
 _PREFILL_TOKENS = 8192  # prompt tokens per prefill forward: bounds the activations' peak
 
@@ -56,77 +56,109 @@ class Decoded:
 def decode(
     model,
     prompts: Sequence[Sequence[int]],
-    params: SamplingParams,
+    params: SamplingParams | Sequence[SamplingParams],
     *,
     eos_ids: Sequence[int],
     pad_id: int,
     rows: int,
-    stopped: Callable[[list[int]], bool] | None = None,
+    stopped: Sequence[Callable[[list[int]], bool] | None] | None = None,
     advance: Callable[[int], None] = lambda n: None,
     stats: DecodeStats | None = None,
 ) -> list[list[Decoded]]:
-    """``params.n`` decodings of each prompt (token ids), in input order.
+    """``n`` decodings of each prompt (token ids), in input order.
 
     Args:
         model: a causal LM in eval mode.
         prompts: token ids of each prompt.
-        params: how to decode; greedy (temperature 0) decodes once and copies the result n times.
+        params: how to decode, one for all prompts or one per prompt (an evaluation decodes its
+            greedy and sampled answers in one pass: the batch stays full longer). Greedy
+            (temperature 0) decodes once and copies the result n times.
         eos_ids: tokens that end a row (not included in its tokens).
         pad_id: the token fed for padding positions (masked out).
         rows: the most rows (prompts x samples) decoded at once.
-        stopped: whether a row's tokens so far end in a stop string (ends it as ``stop``).
+        stopped: per prompt, whether a row's tokens so far end in a stop string (ends it as
+            ``stop``); None: no stop strings.
         advance: called with the number of prompts finished, for progress bars.
         stats: accumulates what the decode cost (the benchmark reads it).
+
+    A sampled row draws from its own generator, seeded by its params' seed, its prompt's index
+    and its sample index: the same call gives the same samples whatever ``rows`` is (which
+    follows free memory) and whatever else shares the batch.
     """
     stats = stats if stats is not None else DecodeStats()
-    per_prompt = params.n if params.temperature > 0 else 1
+    per = per_prompt(params, len(prompts))
+    stops = list(stopped) if stopped is not None else [None] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    cohort_prompts = max(1, rows // per_prompt)
     out: list[list[Decoded]] = [[] for _ in prompts]
-    for c, start in enumerate(range(0, len(order), cohort_prompts)):
-        cohort = order[start : start + cohort_prompts]
-        generator = None
-        if params.temperature > 0:
-            generator = torch.Generator(_device(model)).manual_seed(params.seed + c)
-        decoded = _decode_cohort(model, [prompts[i] for i in cohort], params, per_prompt,
-                                 eos_ids, pad_id, stopped, generator, stats)
-        for j, i in enumerate(cohort):
-            out[i] = decoded[j * per_prompt : (j + 1) * per_prompt] * (params.n // per_prompt)
+    for cohort in _cohorts(order, [_rows_of(p) for p in per], rows):
+        decoded = _decode_cohort(model, [prompts[i] for i in cohort], [per[i] for i in cohort],
+                                 cohort, [stops[i] for i in cohort], eos_ids, pad_id, stats)
+        for i, samples in zip(cohort, decoded):
+            out[i] = samples * (per[i].n // len(samples))
         advance(len(cohort))
     return out
 
 
-def _decode_cohort(model, prompts, params, per_prompt, eos_ids, pad_id, stopped, generator,
-                   stats: DecodeStats) -> list[Decoded]:
+def _rows_of(params: SamplingParams) -> int:
+    """Rows a prompt decodes: n when sampling, one when greedy (its copies are free)."""
+    return params.n if params.temperature > 0 else 1
+
+
+def _cohorts(order: list[int], row_counts: list[int], rows: int) -> list[list[int]]:
+    """Prompts (in ``order``) grouped so that each group's rows stay within ``rows``."""
+    cohorts: list[list[int]] = []
+    used = rows
+    for i in order:
+        if used + row_counts[i] > rows:
+            cohorts.append([])
+            used = 0
+        cohorts[-1].append(i)
+        used += row_counts[i]
+    return cohorts
+
+
+def _decode_cohort(model, prompts, params, indices, stops, eos_ids, pad_id,
+                   stats: DecodeStats) -> list[list[Decoded]]:
+    """Decode one cohort; returns, per prompt, its rows' results."""
     device = _device(model)
     cache, logits, mask = _prefill(model, prompts, pad_id, device, stats)
-    if per_prompt > 1:
-        cache.batch_repeat_interleave(per_prompt)
-        logits = logits.repeat_interleave(per_prompt, 0)
-        mask = mask.repeat_interleave(per_prompt, 0)
-    results = [Decoded() for _ in range(len(logits))]
+    counts = [_rows_of(p) for p in params]
+    if any(c > 1 for c in counts):  # one prefill, its cache repeated for the prompt's samples
+        index = torch.repeat_interleave(torch.arange(len(prompts), device=device),
+                                        torch.tensor(counts, device=device))
+        cache.batch_select_indices(index)
+        logits, mask = logits[index], mask[index]
+    row_prompt = [j for j, c in enumerate(counts) for _ in range(c)]
+    row_sample = [s for c in counts for s in range(c)]
+    row_params = [params[j] for j in row_prompt]
+    generators = [_generator(params[j], indices[j], s) for j, s in zip(row_prompt, row_sample)]
+    results = [Decoded() for _ in row_prompt]
     live = list(range(len(results)))  # the result each batch row writes to
+    temperature = torch.tensor([p.temperature for p in row_params], device=device)
+    top_p = torch.tensor([p.top_p for p in row_params], device=device)
     position = mask.sum(-1, keepdim=True)  # the next token's position in each row
     eos = torch.tensor(list(eos_ids), device=device)
     stats.row_steps += len(live)  # the prefill's last position produced each row's first token
-    for step in range(params.max_new_tokens):
-        tokens = _next_tokens(logits, params, generator)
+    for step in range(max(p.max_new_tokens for p in params)):
+        tokens = _next_tokens(logits, temperature, top_p, [generators[r] for r in live])
         stats.new_tokens += len(live)
         keep = []
         for row, (token, ended) in enumerate(zip(tokens.tolist(), torch.isin(tokens, eos).tolist())):
-            result = results[live[row]]
+            r = live[row]
+            result, stop = results[r], stops[row_prompt[r]]
             if not ended:
                 result.tokens.append(token)
-            if ended or (stopped is not None and stopped(result.tokens)):
+            if ended or (stop is not None and stop(result.tokens)):
                 result.finish_reason = "stop"
-            else:
+            elif step + 1 < row_params[r].max_new_tokens:
                 keep.append(row)
-        if not keep or step == params.max_new_tokens - 1:
+        if not keep:
             break
         if len(keep) < len(live):  # finished rows leave the batch and the cache
             index = torch.tensor(keep, device=device)
             cache.batch_select_indices(index)
             tokens, mask, position = tokens[index], mask[index], position[index]
+            temperature, top_p = temperature[index], top_p[index]
             live = [live[row] for row in keep]
         mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=-1)
         logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=position,
@@ -134,7 +166,17 @@ def _decode_cohort(model, prompts, params, per_prompt, eos_ids, pad_id, stopped,
         position = position + 1
         stats.steps += 1
         stats.row_steps += len(live)
-    return results
+    grouped: list[list[Decoded]] = [[] for _ in prompts]
+    for j, result in zip(row_prompt, results):
+        grouped[j].append(result)
+    return grouped
+
+
+def _generator(params: SamplingParams, prompt: int, sample: int) -> torch.Generator | None:
+    """A sampled row's own random stream (CPU: one draw per step, moved to the device once)."""
+    if params.temperature <= 0:
+        return None
+    return torch.Generator().manual_seed((params.seed * 1_000_003 + prompt) * 1_009 + sample)
 
 
 def _prefill(model, prompts, pad_id: int, device, stats: DecodeStats):
@@ -170,18 +212,29 @@ def _join(caches: list[DynamicCache]) -> DynamicCache:
     return first
 
 
-def _next_tokens(logits: torch.Tensor, params: SamplingParams,
-                 generator: torch.Generator | None) -> torch.Tensor:
-    """Argmax (greedy), or a sample from the temperature-scaled, top-p-truncated distribution."""
-    if params.temperature <= 0:
-        return logits.argmax(-1)
-    probs = (logits.float() / params.temperature).softmax(-1)
-    if params.top_p < 1:
+def _next_tokens(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor,
+                 generators: list[torch.Generator | None]) -> torch.Tensor:
+    """Per row: the argmax (greedy rows), or a draw from the temperature-scaled, top-p-truncated
+    distribution by inverse CDF with the row's own generator."""
+    tokens = logits.argmax(-1)
+    sampled = [row for row, g in enumerate(generators) if g is not None]
+    if not sampled:
+        return tokens
+    index = torch.tensor(sampled, device=logits.device)
+    probs = (logits[index].float() / temperature[index, None]).softmax(-1)
+    p = top_p[index]
+    if (p < 1).any():
         sorted_probs, sorted_ids = probs.sort(-1, descending=True)
-        outside = sorted_probs.cumsum(-1) - sorted_probs > params.top_p  # keep the first token
+        outside = sorted_probs.cumsum(-1) - sorted_probs > p[:, None]  # keep the first token
         sorted_probs = sorted_probs.masked_fill(outside, 0)
         probs = torch.zeros_like(probs).scatter_(-1, sorted_ids, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    cdf = probs.cumsum(-1)
+    u = torch.tensor([torch.rand(1, generator=generators[row]).item() for row in sampled],
+                     device=logits.device)
+    # right=True: the first token whose cumulative mass exceeds the draw has positive mass
+    draws = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1)
+    tokens[index] = draws.clamp(max=probs.shape[-1] - 1)
+    return tokens
 
 
 def _device(model) -> torch.device:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from pst_core.models.backend import ContinuationScore, Generation, SamplingParams
+from pst_core.models.backend import ContinuationScore, Generation, SamplingParams, per_prompt
 from pst_core.models.decode import Decoded, DecodeStats, decode
 from pst_core.models.forward import hidden_at, output_logits, pack_continuations
 from pst_core.models.loading import load_peer_model
@@ -82,16 +82,20 @@ class TransformersBackend:
     def encode(self, text: str) -> list[int]:
         return encode_prompt(self.tokenizer, text)
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+    def generate(self, prompts: Sequence[str],
+                 params: SamplingParams | Sequence[SamplingParams]) -> list[list[Generation]]:
+        per = per_prompt(params, len(prompts))
         encoded = [self.encode(p) for p in prompts]
-        rows = self.generation_rows(max(map(len, encoded), default=0) + params.max_new_tokens)
+        rows = self.generation_rows(max((len(e) + p.max_new_tokens for e, p in zip(encoded, per)),
+                                        default=0))
+        checks = {p.stop: self._stop_check(p.stop) for p in per}
         with (self._out_of_memory("generation", " or its max_new_tokens", rows),
               progress(f"{self.name}: generate", len(prompts)) as advance):
-            decoded = decode(self.model, encoded, params, eos_ids=eos_ids(self.model, self.tokenizer),
+            decoded = decode(self.model, encoded, per, eos_ids=eos_ids(self.model, self.tokenizer),
                              pad_id=self.tokenizer.pad_token_id, rows=rows,
-                             stopped=self._stop_check(params.stop), advance=advance,
+                             stopped=[checks[p.stop] for p in per], advance=advance,
                              stats=self.stats)
-        return [[self._finish(d, params.stop) for d in samples] for samples in decoded]
+        return [[self._finish(d, p.stop) for d in samples] for samples, p in zip(decoded, per)]
 
     def generation_rows(self, row_tokens: int) -> int:
         """Rows decoded at once: the configured batch size, or (``auto``) what memory holds."""

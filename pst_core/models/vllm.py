@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pst_core.errors import ModelError
-from pst_core.models.backend import ContinuationScore, Generation, SamplingParams
+from pst_core.models.backend import ContinuationScore, Generation, SamplingParams, per_prompt
 from pst_core.models.checkpoint import adapter_rank, is_adapter
 from pst_core.models.source import model_directory, resolve_source
 from pst_core.models.tokens import (
@@ -90,20 +90,25 @@ class VLLMBackend:
     def render(self, prompt: Prompt) -> str:
         return render_prompt(self.tokenizer, prompt)
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+    def generate(self, prompts: Sequence[str],
+                 params: SamplingParams | Sequence[SamplingParams]) -> list[list[Generation]]:
         vllm = _import_vllm()
         from vllm.inputs import TokensPrompt
 
-        sampling = vllm.SamplingParams(
-            n=params.n,
-            temperature=params.temperature,
-            top_p=params.top_p if params.temperature > 0 else 1.0,
-            max_tokens=params.max_new_tokens,
-            seed=_request_seed(params),
-            stop=list(params.stop) or None,
-        )
+        def sampling(p: SamplingParams):
+            return vllm.SamplingParams(
+                n=p.n,
+                temperature=p.temperature,
+                top_p=p.top_p if p.temperature > 0 else 1.0,
+                max_tokens=p.max_new_tokens,
+                seed=_request_seed(p),
+                stop=list(p.stop) or None,
+            )
+
+        sampling_params = [sampling(p) for p in per_prompt(params, len(prompts))]
         inputs = [TokensPrompt(prompt_token_ids=encode_prompt(self.tokenizer, p)) for p in prompts]
-        outputs = self.llm.generate(inputs, sampling, use_tqdm=False, lora_request=self.lora_request)
+        outputs = self.llm.generate(inputs, sampling_params, use_tqdm=False,
+                                    lora_request=self.lora_request)
         return [
             [
                 Generation(

@@ -99,6 +99,28 @@ def test_top_p_near_zero_is_greedy(tiny_llama_dir):
     assert [[g.text for g in gens] for gens in nucleus] == [[g[0].text] * 2 for g in greedy]
 
 
+@pytest.mark.parametrize("rows", [1, 5])
+def test_samples_do_not_depend_on_rows(tiny_llama_dir, rows):
+    """Each sampled row has its own random stream: the rows decoded at once (which auto takes
+    from free memory) change no sample."""
+    params = SamplingParams(max_new_tokens=10, temperature=1.0, n=3, seed=7)
+    reference = _backend(tiny_llama_dir, batch_size=12).generate(PROMPTS, params)
+    assert _backend(tiny_llama_dir, batch_size=rows).generate(PROMPTS, params) == reference
+
+
+def test_greedy_and_sampled_prompts_in_one_call(tiny_llama_dir):
+    """Per-prompt params: the greedy prompts get what a greedy call gives them, the sampled
+    ones n samples each with their own budget."""
+    backend = _backend(tiny_llama_dir, batch_size=6)
+    greedy = SamplingParams(max_new_tokens=12)
+    sampled = SamplingParams(max_new_tokens=5, temperature=1.0, n=3, seed=2)
+    mixed = backend.generate(PROMPTS + PROMPTS[:2], [greedy] * len(PROMPTS) + [sampled] * 2)
+    assert mixed[: len(PROMPTS)] == backend.generate(PROMPTS, greedy)
+    assert [len(g) for g in mixed[len(PROMPTS):]] == [3, 3]
+    assert all(g.n_tokens <= 5 for gens in mixed[len(PROMPTS):] for g in gens)
+    assert mixed == backend.generate(PROMPTS + PROMPTS[:2], [greedy] * len(PROMPTS) + [sampled] * 2)
+
+
 def test_sampling_n_and_seed(tiny_llama_dir):
     backend = _backend(tiny_llama_dir)
     params = SamplingParams(max_new_tokens=6, temperature=1.0, n=3, seed=5)
