@@ -78,7 +78,8 @@ def decode(
         rows: the most rows (prompts x samples) decoded at once.
         stopped: per prompt, whether a row's tokens so far end in a stop string (ends it as
             ``stop``); None: no stop strings.
-        advance: called with the number of prompts finished, for progress bars.
+        advance: called with 1 each time a prompt's last row ends, for progress bars (a cohort
+            of 256 rows can take minutes).
         stats: accumulates what the decode cost (the benchmark reads it).
 
     A sampled row draws from its own generator, seeded by its params' seed, its prompt's index
@@ -92,10 +93,10 @@ def decode(
     out: list[list[Decoded]] = [[] for _ in prompts]
     for cohort in _cohorts(order, [_rows_of(p) for p in per], rows):
         decoded = _decode_cohort(model, [prompts[i] for i in cohort], [per[i] for i in cohort],
-                                 cohort, [stops[i] for i in cohort], eos_ids, pad_id, stats)
+                                 cohort, [stops[i] for i in cohort], eos_ids, pad_id, advance,
+                                 stats)
         for i, samples in zip(cohort, decoded):
             out[i] = samples * (per[i].n // len(samples))
-        advance(len(cohort))
     return out
 
 
@@ -117,7 +118,7 @@ def _cohorts(order: list[int], row_counts: list[int], rows: int) -> list[list[in
     return cohorts
 
 
-def _decode_cohort(model, prompts, params, indices, stops, eos_ids, pad_id,
+def _decode_cohort(model, prompts, params, indices, stops, eos_ids, pad_id, advance,
                    stats: DecodeStats) -> list[list[Decoded]]:
     """Decode one cohort; returns, per prompt, its rows' results."""
     device = _device(model)
@@ -133,6 +134,7 @@ def _decode_cohort(model, prompts, params, indices, stops, eos_ids, pad_id,
     row_params = [params[j] for j in row_prompt]
     generators = [_generator(params[j], indices[j], s) for j, s in zip(row_prompt, row_sample)]
     results = [Decoded() for _ in row_prompt]
+    pending = list(counts)  # rows of each prompt still decoding
     live = list(range(len(results)))  # the result each batch row writes to
     temperature = torch.tensor([p.temperature for p in row_params], device=device)
     top_p = torch.tensor([p.top_p for p in row_params], device=device)
@@ -152,6 +154,10 @@ def _decode_cohort(model, prompts, params, indices, stops, eos_ids, pad_id,
                 result.finish_reason = "stop"
             elif step + 1 < row_params[r].max_new_tokens:
                 keep.append(row)
+                continue
+            pending[row_prompt[r]] -= 1
+            if not pending[row_prompt[r]]:
+                advance(1)
         if not keep:
             break
         if len(keep) < len(live):  # finished rows leave the batch and the cache

@@ -5,6 +5,7 @@ import torch
 
 from pst_core.generate import RESPONSES_SCHEMA, generate_solo
 from pst_core.models.backend import SamplingParams
+from pst_core.models.decode import decode
 from pst_core.models.hf import TransformersBackend
 from pst_core.models.packed import can_pack
 from pst_core.models.source import cpu_has_native_bf16, load_model
@@ -119,6 +120,15 @@ def test_greedy_and_sampled_prompts_in_one_call(tiny_llama_dir):
     assert [len(g) for g in mixed[len(PROMPTS):]] == [3, 3]
     assert all(g.n_tokens <= 5 for gens in mixed[len(PROMPTS):] for g in gens)
     assert mixed == backend.generate(PROMPTS + PROMPTS[:2], [greedy] * len(PROMPTS) + [sampled] * 2)
+
+
+def test_progress_counts_each_prompt_once_when_its_last_row_ends(tiny_llama_dir):
+    backend = _backend(tiny_llama_dir)
+    calls = []
+    decode(backend.model, [backend.encode(p) for p in PROMPTS],
+           SamplingParams(max_new_tokens=6, temperature=1.0, n=3), rows=5, advance=calls.append,
+           eos_ids=eos_ids(backend.model, backend.tokenizer), pad_id=backend.tokenizer.pad_token_id)
+    assert calls == [1] * len(PROMPTS)
 
 
 def test_sampling_n_and_seed(tiny_llama_dir):
