@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from pst_core.models.backend import SamplingParams, per_prompt
 
@@ -122,7 +123,8 @@ def _decode_cohort(model, prompts, params, indices, stops, eos_ids, pad_id, adva
                    stats: DecodeStats) -> list[list[Decoded]]:
     """Decode one cohort; returns, per prompt, its rows' results."""
     device = _device(model)
-    cache, logits, mask = _prefill(model, prompts, pad_id, device, stats)
+    longest = max(p.max_new_tokens for p in params)
+    cache, logits, mask = _prefill(model, prompts, pad_id, device, stats, longest)
     counts = [_rows_of(p) for p in params]
     if any(c > 1 for c in counts):  # one prefill, its cache repeated for the prompt's samples
         index = torch.repeat_interleave(torch.arange(len(prompts), device=device),
@@ -141,7 +143,7 @@ def _decode_cohort(model, prompts, params, indices, stops, eos_ids, pad_id, adva
     position = mask.sum(-1, keepdim=True)  # the next token's position in each row
     eos = torch.tensor(list(eos_ids), device=device)
     stats.row_steps += len(live)  # the prefill's last position produced each row's first token
-    for step in range(max(p.max_new_tokens for p in params)):
+    for step in range(longest):
         tokens = _next_tokens(logits, temperature, top_p, [generators[r] for r in live])
         stats.new_tokens += len(live)
         keep = []
@@ -185,11 +187,13 @@ def _generator(params: SamplingParams, prompt: int, sample: int) -> torch.Genera
     return torch.Generator().manual_seed((params.seed * 1_000_003 + prompt) * 1_009 + sample)
 
 
-def _prefill(model, prompts, pad_id: int, device, stats: DecodeStats):
+def _prefill(model, prompts, pad_id: int, device, stats: DecodeStats, new_tokens: int):
     """Left-padded prompts through the model in chunks of about ``_PREFILL_TOKENS`` tokens.
 
     Every chunk is padded to the cohort's width, so the chunks' caches line up and are joined
-    along the batch. Returns the cache, the last position's logits, and the attention mask.
+    along the batch. Full-attention layers cache into buffers sized for ``new_tokens`` more
+    (:class:`_PreallocatedLayer`). Returns the cache, the last position's logits, and the
+    attention mask.
     """
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in prompts], device=device)
@@ -199,6 +203,8 @@ def _prefill(model, prompts, pad_id: int, device, stats: DecodeStats):
     caches, logits = [], []
     for s in range(0, len(prompts), chunk):
         cache = DynamicCache(config=model.config)
+        cache.layers = [_PreallocatedLayer(width + new_tokens) if type(layer) is DynamicLayer
+                        else layer for layer in cache.layers]
         out = model(input_ids=ids[s : s + chunk], attention_mask=mask[s : s + chunk],
                     position_ids=positions[s : s + chunk], past_key_values=cache,
                     use_cache=True, logits_to_keep=1)
@@ -208,13 +214,68 @@ def _prefill(model, prompts, pad_id: int, device, stats: DecodeStats):
     return _join(caches), torch.cat(logits), mask
 
 
+class _PreallocatedLayer(DynamicLayer):
+    """A full-attention cache layer whose keys and values are views of buffers sized for the
+    whole decode: a step writes its token in place instead of ``DynamicLayer``'s ``torch.cat``
+    of the whole cache (measured on Qwen-0.5B, 64 rows, 300 tokens: a step 15-25% faster, the
+    same tokens). Past the capacity it doubles."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity, self.length = capacity, 0
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.dtype, self.device = key_states.dtype, key_states.device
+            shape = (*key_states.shape[:2], self.capacity, key_states.shape[-1])
+            self.key_buffer = key_states.new_empty(shape)
+            self.value_buffer = value_states.new_empty(shape)
+            self.is_initialized = True
+        end = self.length + key_states.shape[-2]
+        if end > self.key_buffer.shape[-2]:
+            self.key_buffer = self._grown(self.key_buffer, end)
+            self.value_buffer = self._grown(self.value_buffer, end)
+        self.key_buffer[:, :, self.length : end] = key_states
+        self.value_buffer[:, :, self.length : end] = value_states
+        self.length = end
+        self._views()
+        return self.keys, self.values
+
+    def _grown(self, buffer, needed: int):
+        grown = buffer.new_empty((*buffer.shape[:2], max(needed, 2 * buffer.shape[-2]),
+                                  buffer.shape[-1]))
+        grown[:, :, : self.length] = buffer[:, :, : self.length]
+        return grown
+
+    def _views(self) -> None:
+        self.keys = self.key_buffer[:, :, : self.length]
+        self.values = self.value_buffer[:, :, : self.length]
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.length:
+            self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+            self._views()
+
+    def join(self, others: list[_PreallocatedLayer]) -> None:
+        """Append the rows of equally long layers (prefill chunks) along the batch."""
+        self.key_buffer = torch.cat([self.key_buffer, *(o.key_buffer for o in others)])
+        self.value_buffer = torch.cat([self.value_buffer, *(o.value_buffer for o in others)])
+        self._views()
+
+
 def _join(caches: list[DynamicCache]) -> DynamicCache:
     """One cache holding the rows of ``caches`` (equal lengths), in order."""
     first = caches[0]
     if len(caches) > 1:
         for i, layer in enumerate(first.layers):
-            layer.keys = torch.cat([c.layers[i].keys for c in caches])
-            layer.values = torch.cat([c.layers[i].values for c in caches])
+            if isinstance(layer, _PreallocatedLayer):
+                layer.join([c.layers[i] for c in caches[1:]])
+            else:
+                layer.keys = torch.cat([c.layers[i].keys for c in caches])
+                layer.values = torch.cat([c.layers[i].values for c in caches])
     return first
 
 
