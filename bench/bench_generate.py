@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from pst_core.models.decode import DecodeStats, decode
 from pst_core.models.memory import rows_that_fit
 from pst_core.models.packed import can_pack, pack_linears
 from pst_core.peak_memory import peak_gib, reset_peak
+from pst_core.provenance import cpu_flags, cpu_name
 
 MULTIARITH = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks" / "multiarith.jsonl"
 OLD_BATCH = 16
@@ -132,16 +132,7 @@ def old_generate(model, prompts, params: SamplingParams, eos_ids, pad_id, stats:
 
 
 def cpu_description() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor()
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
-                  if ln.startswith("model name")), platform.processor())
-    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
-                  if ln.startswith("flags")), [])
-    wanted = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{model}, {torch.get_num_threads()} threads, {' '.join(wanted)}"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads, {cpu_flags()}"
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ N_BOOTSTRAP = 10_000
 
 COMPARISON_SCHEMA = pa.schema(
     [
+        pa.field("experiment", pa.string(), nullable=False),  # the config set
         pa.field("method", pa.string(), nullable=False),
         pa.field("run", pa.string(), nullable=False),
         pa.field("peer", pa.string(), nullable=False),
@@ -117,6 +118,28 @@ def check_comparable(runs: list[Run]) -> None:
                           "deltas need exactly one reference")
 
 
+def config_sets(runs: list[Run]) -> list[list[Run]]:
+    """The runs grouped by experiment (one config set each), in the order first given."""
+    sets: dict[str, list[Run]] = {}
+    for run in runs:
+        sets.setdefault(run.cfg.experiment, []).append(run)
+    return list(sets.values())
+
+
+def reliabilities(runs: list[Run]) -> list[dict]:
+    """Per run, round and peer: the label-free reliability estimate its aggregate used and its
+    gold audit (runs of the PST methods; the pre-flight's numbers, on the round's questions)."""
+    out = []
+    for run in runs:
+        found: dict[tuple[int, str], dict] = {}
+        for m in run.metrics:
+            if m["name"] in ("reliability_est", "agreement_rate", "reliability_gold"):
+                found.setdefault((m["round"], m["peer"]), {})[m["name"]] = m["value"]
+        out += [{"method": run.method, "round": r, "peer": peer, **values}
+                for (r, peer), values in found.items()]  # rounds in order, peers in chain order
+    return out
+
+
 def paired_delta(treated: list[bool], reference: list[bool], seed: int = 0) -> tuple[float, ...]:
     """(mean difference, bootstrap 2.5%, 97.5%, McNemar exact two-sided p) for paired 0/1 outcomes."""
     a, b = np.asarray(treated, dtype=float), np.asarray(reference, dtype=float)
@@ -157,7 +180,8 @@ def compare(runs: list[Run]) -> pa.Table:
             if run is base:
                 kind = reference[(peer, benchmark)]
             scored = _scored(evals, r, peer, benchmark, kind)
-            row = {"method": run.method, "run": run.root.name, "peer": peer,
+            row = {"experiment": run.cfg.experiment, "method": run.method,
+                   "run": run.root.name, "peer": peer,
                    "benchmark": benchmark, "round": r, "n_questions": int(m["n_questions"]),
                    "em": _mean([x["correct"] for x in scored]), "gv_gap_abs": m["gv_gap_abs"],
                    "gv_gap_rel": m["gv_gap_rel"], "decoding": kind,

@@ -21,8 +21,9 @@ from pst_core.store import atomic_path
 
 def machine() -> dict:
     """CPU, cores, memory, GPU and the versions of the libraries that shape the numbers."""
-    info = {"platform": platform.platform(), "cpu": _cpu_name(), "cores": os.cpu_count(),
-            "memory_gib": _memory_gib(), "python": platform.python_version()}
+    info = {"platform": platform.platform(), "cpu": cpu_name(), "cpu_flags": cpu_flags(),
+            "cores": os.cpu_count(), "memory_gib": _memory_gib(),
+            "python": platform.python_version()}
     for package in ("torch", "transformers", "peft", "vllm"):
         try:
             info[package] = metadata.version(package)
@@ -57,7 +58,23 @@ def invocations(run_root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((run_root / "invocations").glob("*.json"))]
 
 
-def _cpu_name() -> str:
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> str:
+    """The CPU's instruction-set flags that decide CPU speed here (fp32 matmul width, native
+    bf16), space-separated; empty where /proc/cpuinfo is unreadable. The same session's machine
+    changes between AVX2-only and AMX, so a wall time means nothing without them."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
+                  if ln.startswith("flags")), [])
+    return " ".join(f for f in SPEED_FLAGS if f in flags)
+
+
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

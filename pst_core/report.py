@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pst_core.compare import Run, compare, costs, load_run, pairwise
+from pst_core.compare import Run, compare, config_sets, costs, load_run, pairwise, reliabilities
 from pst_core.methods import REGISTRY
 from pst_core.store import atomic_path
 from pst_core.tracking import default_tracking_uri, get_or_create_experiment, mlflow_client
@@ -37,13 +37,14 @@ def publish(
     out, notes = Path(out), Path(notes) if notes else None
     command = shlex.join(["pst", "compare", *map(str, run_dirs), "--out", str(out),
                           *(["--notes", str(notes)] if notes else [])])
-    table = compare(runs)
-    files = write_report(runs, table, out, command, notes)
+    sets = [(group, compare(group)) for group in config_sets(runs)]
+    files = write_report(sets, out, command, notes)
     if track:
-        try:
-            log_comparison(runs, table, files)
-        except Exception as e:  # noqa: BLE001 - any tracking failure leaves the files intact
-            log.warning("MLflow logging of the comparison failed (%s); the report is complete", e)
+        for group, table in sets:
+            try:
+                log_comparison(group, table, files)
+            except Exception as e:  # noqa: BLE001 - any tracking failure leaves the files intact
+                log.warning("MLflow logging of the comparison failed (%s); the report is complete", e)
     return files
 
 
@@ -82,14 +83,21 @@ def log_comparison(
 
 
 def write_report(
-    runs: list[Run], table: pa.Table, out: Path, command: str, notes: Path | None = None
+    sets: list[tuple[list[Run], pa.Table]], out: Path, command: str, notes: Path | None = None
 ) -> dict[str, Path]:
-    """Write ``out`` (Markdown), ``out`` with .csv, and ``img/<stem>-em.png`` beside it."""
-    paths = {"markdown": out, "csv": out.with_suffix(".csv"),
-             "plot": out.parent / "img" / f"{out.stem.lower()}-em.png"}
-    write_csv(table, paths["csv"])
-    plot_em(table, paths["plot"])
-    text = render_markdown(runs, table, command, paths, notes.read_text() if notes else None)
+    """Write ``out`` (Markdown), ``out`` with .csv (every set's rows), and an EM plot per config
+    set in ``img/`` beside it: ``<stem>-em.png`` for one set, ``<stem>-<experiment>-em.png``
+    (key ``plot <experiment>``) for several."""
+    paths = {"markdown": out, "csv": out.with_suffix(".csv")}
+    plots = {}
+    for runs, table in sets:
+        experiment = runs[0].cfg.experiment
+        key, stem = ("plot", out.stem.lower()) if len(sets) == 1 else (
+            f"plot {experiment}", f"{out.stem.lower()}-{experiment}")
+        paths[key] = plots[experiment] = out.parent / "img" / f"{stem}-em.png"
+        plot_em(table, plots[experiment])
+    write_csv(pa.concat_tables([table for _, table in sets]), paths["csv"])
+    text = render_markdown(sets, command, paths, plots, notes.read_text() if notes else None)
     with atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return paths
@@ -152,11 +160,12 @@ def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def render_markdown(
-    runs: list[Run], table: pa.Table, command: str, paths: dict[str, Path], notes: str | None
+    sets: list[tuple[list[Run], pa.Table]], command: str, paths: dict[str, Path],
+    plots: dict[str, Path], notes: str | None,
 ) -> str:
-    rows = table.to_pylist()
-    spent = costs(runs)
-    experiments = ", ".join(sorted({r.cfg.experiment for r in runs}))
+    """The report: what made it, the generated reading of every set, the notes, then each
+    config set's sections (under a heading of its own when there are several)."""
+    experiments = ", ".join(runs[0].cfg.experiment for runs, _ in sets)
     lines = [
         f"# Results: {experiments}",
         "",
@@ -164,15 +173,30 @@ def render_markdown(
         "do not edit by hand (regenerate it). Table as CSV: "
         f"[{paths['csv'].name}]({paths['csv'].name})."),
         "",
-        "## Reading",
-        "",
-        *reading(rows),
-        "",
     ]
+    lines += ["## Reading", ""]
+    for runs, table in sets:
+        if len(sets) > 1:
+            lines += [f"### Set `{runs[0].cfg.experiment}`", ""]
+        lines += [*reading(table.to_pylist()), ""]
     if notes:
         lines += ["## What it means", "", notes.strip(), ""]
-    lines += [
-        "## Exact match against the base model",
+    for runs, table in sets:
+        experiment = runs[0].cfg.experiment
+        plot = plots[experiment].relative_to(paths["markdown"].parent).as_posix()
+        if len(sets) == 1:
+            lines += _set_sections(runs, table, plot, "##")
+        else:
+            lines += [f"## Set `{experiment}`", "", *_set_sections(runs, table, plot, "###")]
+    return "\n".join(lines)
+
+
+def _set_sections(runs: list[Run], table: pa.Table, plot: str, h: str) -> list[str]:
+    """One config set's tables, plot, costs and provenance, headings at level ``h``."""
+    rows = table.to_pylist()
+    spent = costs(runs)
+    lines = [
+        f"{h} Exact match against the base model",
         "",
         ("EM in %, greedy decoding for trained models; `base` is the untuned model at its best "
         "swept temperature (chosen on this eval set, as SePT reports it: a generous reference). "
@@ -194,12 +218,12 @@ def render_markdown(
             f"| {method} | {r['peer']} | {r['benchmark']} | {r['round']} | {r['n_questions']} "
             f"| {_pct(r['em'])} | {delta} | {_p(r['mcnemar_p'])} | {_pct(r['gv_gap_abs'])} "
             f"| {_pct(r['gv_gap_rel'])} | {_num(r['mean_tokens'])} | {_pct(r['truncated'])} |")
-    lines += ["", f"![EM by round]({paths['plot'].relative_to(paths['markdown'].parent).as_posix()})"]
+    lines += ["", f"![EM by round]({plot})"]
     pairs = pairwise(runs)
     if pairs:
         lines += [
             "",
-            "## Between methods",
+            f"{h} Between methods",
             "",
             ("EM of one trained method minus another's at their last round, greedy, paired on "
             "the same questions (95% bootstrap interval, McNemar's exact p). `pst` against "
@@ -213,11 +237,30 @@ def render_markdown(
                 f"| {d['method']} | {d['other']} | {d['peer']} | {d['benchmark']} | {d['round']} "
                 f"| {d['n_questions']} | {_pts(d['delta_em'])} [{_pts(d['delta_lo'])}, "
                 f"{_pts(d['delta_hi'])}] | {_p(d['mcnemar_p'])} |")
+    estimated = reliabilities(runs)
+    if estimated:
+        lines += [
+            "",
+            f"{h} Peers' reliability",
+            "",
+            ("Each peer's accuracy as the reliable aggregate estimated it from the round's answers "
+            "without gold (what `pst preflight` shows before training), its agreement with the "
+            "other peers, and its accuracy against the gold (an audit). A peer that answers after "
+            "a stronger one and repeats it is estimated, and audited, at the stronger one's level: "
+            "the learner's own level is base's EM."),
+            "",
+            "| method | round | peer | estimated | agreement | gold (audit) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for e in sorted(estimated, key=lambda e: (_order(e["method"]), e["round"])):
+            lines.append(f"| {e['method']} | {e['round']} | {e['peer']} "
+                         f"| {_pct(e.get('reliability_est'))} | {_pct(e.get('agreement_rate'))} "
+                         f"| {_pct(e.get('reliability_gold'))} |")
     trained = {(r["method"], r["peer"], r["round"]): r for r in rows if r["n_targets"] is not None}
     if trained:
         lines += [
             "",
-            "## Training targets",
+            f"{h} Training targets",
             "",
             ("What each round trained on. Pseudo-label acc.: share of the targets whose answer "
             "matches the gold; weighted: share of the training weight on those targets (equal "
@@ -233,7 +276,7 @@ def render_markdown(
                          f"| {_pct(row['pseudo_label_acc'])} | {_pct(row['weighted_label_acc'])} |")
     lines += [
         "",
-        "## Cost",
+        f"{h} Cost",
         "",
         ("Tokens generated for training targets (all peers that answered) and for evaluation, and "
         "the wall time of every stage of the run (models loaded per stage included)."),
@@ -247,19 +290,20 @@ def render_markdown(
             f"| {c['method']} | {c['run']} | {c['rounds']} | {_int(c['training_examples'])} "
             f"| {_int(c['train_tokens_generated'])} | {_int(c['eval_tokens_generated'])} "
             f"| {c['wall_s'] / 60:.1f} min |")
-    lines += ["", "## How it was made", ""]
+    lines += ["", f"{h} How it was made", ""]
     for run in sorted(runs, key=lambda r: _order(r.method)):
         lines.append(f"- `{run.method}`: run directory `{run.root}` (its `config.yaml` is the "
                      "full config)")
         for inv in run_invocations(spent, run):
             m = inv["machine"]
-            where = ", ".join(str(x) for x in (m.get("cpu"), f"{m.get('cores')} cores",
+            flags = m.get("cpu_flags") and f"flags: {m['cpu_flags']}"
+            where = ", ".join(str(x) for x in (m.get("cpu"), flags, f"{m.get('cores')} cores",
                                                f"{m.get('memory_gib')} GiB", m.get("gpu")) if x)
             versions = ", ".join(f"{k} {m[k]}" for k in ("torch", "transformers", "peft", "vllm")
                                  if k in m)
             lines.append(f"  - {inv['started']}: `{inv['command']}` on {where} ({versions})")
     lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def reading(rows: list[dict]) -> list[str]:

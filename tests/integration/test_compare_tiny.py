@@ -68,6 +68,7 @@ def test_publish_writes_report_csv_plot_and_an_mlflow_run(runs, tmp_path, monkey
     assert "| sept | qwen |" in text and "![EM by round](img/results-em.png)" in text
     assert "## Between methods" in text and "| pst-uniform | sept | qwen |" in text
     assert "## Training targets" in text and "| pst-uniform | qwen | 1 |" in text
+    assert "## Peers' reliability" in text and "| pst-uniform | 1 | llama |" in text
     assert "## How it was made" in text and f"run directory `{dirs[1]}`" in text
     assert files["plot"].stat().st_size > 0
     with open(files["csv"]) as f:
@@ -79,6 +80,27 @@ def test_publish_writes_report_csv_plot_and_an_mlflow_run(runs, tmp_path, monkey
             "delta_em/pst-uniform-vs-sept/qwen/synthetic-eval"} <= comparison.data.metrics.keys()
     assert {a.path for a in client.list_artifacts(comparison.info.run_id)} >= {
         "RESULTS.md", "RESULTS.csv", "results-em.png"}
+
+
+def test_two_config_sets_in_one_report(runs, tiny_model_dirs, tmp_path, monkeypatch):
+    """Runs of two experiments: each set compared within itself, under a heading of its own."""
+    tmp, dirs = runs
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    other = run(tmp, tiny_model_dirs, "base", rounds=0, run="base",
+                experiment="tiny-b", eval=EVAL | {"limit": 2})
+    files = publish([*dirs, other.root], tmp_path / "RESULTS.md")
+    text = files["markdown"].read_text()
+    assert text.startswith("# Results: tiny, tiny-b")
+    reading, details = text.split("\n## Set `tiny`\n", 1)  # every set's reading comes first
+    assert reading.index("### Set `tiny`") < reading.index("### Set `tiny-b`")
+    assert "No trained method among the runs" in reading.split("### Set `tiny-b`")[1]
+    assert details.index("### Exact match") < details.index("\n## Set `tiny-b`\n")
+    assert details.count("### Exact match against the base model") == 2
+    assert {"plot tiny", "plot tiny-b"} <= files.keys()
+    assert "![EM by round](img/results-tiny-b-em.png)" in text
+    with open(files["csv"]) as f:
+        experiments = [row["experiment"] for row in csv.DictReader(f)]
+    assert experiments.count("tiny") == 15 and experiments.count("tiny-b") == 3
 
 
 def test_runs_on_different_eval_sets_are_refused(runs, tiny_model_dirs):
