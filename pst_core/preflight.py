@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from pst_core.aggregate import aggregate_responses, audit_gold
-from pst_core.answers import group_answers, is_equivalent, matches_gold
+from pst_core.answers import group_answers, is_equivalent
 from pst_core.config import ExperimentConfig
 from pst_core.errors import ConfigError
 from pst_core.generate import RESPONSES_SCHEMA
@@ -114,11 +114,9 @@ def report(layout: RunLayout, pool: pa.Table, cfg: ExperimentConfig,
                       > len(q) / 2 for q in by_question.values()])
     posteriors = answer_posteriors(responses, reliability)
     winners = [max(c, key=lambda x: x.posterior).posterior for c in posteriors.values() if c]
-    audits = {rule: audit_gold(aggregate_responses(responses, rule, reliability=reliability)[0],
-                               pool, cfg.answers.multi_answer).column("gold_match").to_pylist()
-              for rule in ("vote", "reliable")}
-    gold = {rule: _mean([m for m in matches if m is not None]) if any(
-        m is not None for m in matches) else None for rule, matches in audits.items()}
+    gold = {rule: _gold_share(aggregate_responses(responses, rule, reliability=reliability)[0],
+                              pool, cfg.answers.multi_answer)
+            for rule in ("vote", "reliable")}
     return Preflight(
         run_dir=str(layout.root), n_questions=len(by_question), peers=reliability.to_pylist(),
         agreement=agreement, majority_share=majority, reliable_estimate=_mean(winners),
@@ -131,19 +129,25 @@ def _solo(learner: str, table: pa.Table, by_question: dict[str, dict[str, str | 
           posteriors: dict, pool: pa.Table, multi_answer: str) -> Solo:
     """The learner alone: the group's posterior of its solo answers (an answer no peer gave in
     the chain counts 0), their gold audit, and how often the chain changed its answer."""
-    gold = {r["id"]: r for r in pool.select(["id", "answer", "all_answers"]).to_pylist()}
-    estimate, audit, changed = [], [], []
+    estimate, changed = [], []
     for qid, answer in zip(table.column("question_id").to_pylist(),
                            table.column("answer").to_pylist()):
         estimate.append(next((c.posterior for c in posteriors.get(qid, [])
                               if answer is not None and is_equivalent(answer, c.answer)), 0.0))
         in_chain = by_question.get(qid, {}).get(learner)
         changed.append(not (answer is in_chain is None or is_equivalent(answer, in_chain)))
-        g = gold.get(qid)
-        if g is not None and g["answer"] is not None:
-            audit.append(matches_gold(answer, g["answer"], g["all_answers"], multi_answer))
-    return Solo(learner=learner, estimate=_mean(estimate), gold=_mean(audit) if audit else None,
-                changed=_mean(changed))
+    answers = table.select(["question_id", "answer"])
+    unaudited = answers.append_column("gold_match", pa.nulls(len(answers), pa.bool_()))
+    return Solo(learner=learner, estimate=_mean(estimate),
+                gold=_gold_share(unaudited, pool, multi_answer), changed=_mean(changed))
+
+
+def _gold_share(answers: pa.Table, pool: pa.Table, multi_answer: str) -> float | None:
+    """Share of ``answers`` (question_id, answer, gold_match) that match the pool's gold
+    (``audit_gold``); None where no question has a gold answer."""
+    matches = [m for m in audit_gold(answers, pool, multi_answer).column("gold_match").to_pylist()
+               if m is not None]
+    return _mean(matches) if matches else None
 
 
 def _mean(values: list) -> float:

@@ -61,16 +61,22 @@ def invocations(run_root: Path) -> list[dict]:
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 
 
+def cpuinfo_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str] | None:
+    """The CPU's instruction-set flags as /proc/cpuinfo lists them; None where it is unreadable
+    (not Linux)."""
+    try:
+        info = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return set(next((ln.split(":", 1)[1].split() for ln in info.splitlines()
+                     if ln.startswith("flags")), []))
+
+
 def cpu_flags() -> str:
     """The CPU's instruction-set flags that decide CPU speed here (fp32 matmul width, native
     bf16), space-separated; empty where /proc/cpuinfo is unreadable. The same session's machine
     changes between AVX2-only and AMX, so a wall time means nothing without them."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
-                  if ln.startswith("flags")), [])
+    flags = cpuinfo_flags() or set()
     return " ".join(f for f in SPEED_FLAGS if f in flags)
 
 

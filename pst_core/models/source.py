@@ -129,9 +129,10 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     there, a bf16 matmul ran at a quarter of fp32's speed (24 vs 94 GFLOP/s). Where
     /proc/cpuinfo is unreadable (not Linux), oneDNN's answer is all there is.
     """
-    try:
-        flags = cpuinfo.read_text(encoding="utf-8", errors="replace").split()
-    except OSError:
+    from pst_core.provenance import cpuinfo_flags
+
+    flags = cpuinfo_flags(cpuinfo)
+    if flags is None:
         import torch
 
         return torch.ops.mkldnn._is_mkldnn_bf16_supported()
