@@ -146,6 +146,20 @@ def train_peer(
         The ``TRAIN_LOG_SCHEMA`` rows, one per optimizer step.
     """
     pairs = tokenize_examples(tokenizer, prompts, targets, cfg.max_length)
+    return train_pairs(model, tokenizer.pad_token_id, pairs, weights, cfg, peer=peer, seed=seed)
+
+
+def train_pairs(
+    model,
+    pad_id: int,
+    pairs: list[tuple[list[int], list[int]]],
+    weights: Sequence[float],
+    cfg: TrainConfig,
+    *,
+    peer: str,
+    seed: int,
+) -> pa.Table:
+    """``train_peer`` on examples already tokenized as (context ids, target ids) pairs."""
     weight_t = torch.tensor(list(weights), dtype=torch.float32)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -172,7 +186,7 @@ def train_peer(
         for epoch in range(cfg.num_epochs):
             order = torch.randperm(len(pairs), generator=generator).tolist()
             for step in group_steps(order, cfg.batch_size, cfg.gradient_accumulation_steps):
-                row = _accumulate_gradients(model, tokenizer.pad_token_id, pairs, weight_t, step)
+                row = _accumulate_gradients(model, pad_id, pairs, weight_t, step)
                 if cfg.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 lr = schedule.get_last_lr()[0]

@@ -13,6 +13,7 @@ the fix is nearly always a smaller batch, which the message names with its curre
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,8 +44,6 @@ def release_memory() -> None:
     to return its free heap (``malloc_trim``). Without the trim a process that had closed a
     Qwen-0.5B backend kept 3.3 GB resident (0.6 GB after it), so every later stage's peak
     started that much higher."""
-    import ctypes
-    import ctypes.util
     import gc
 
     import torch
@@ -52,12 +51,45 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    libc = ctypes.util.find_library("c")
-    if libc and sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(libc).malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-            pass
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
+MMAP_THRESHOLD = 1 << 20  # bytes
+
+
+def unmap_large_blocks() -> None:
+    """Make glibc serve every allocation of ``MMAP_THRESHOLD`` or more by its own mapping, which
+    goes back to the system when it is freed.
+
+    By default glibc raises this threshold (up to 32 MiB) whenever a mapped block is freed, so
+    the tensors of a training step (a layer's activations, a chunk of logits: 1-30 MB each) soon
+    come from the heap, and the heap keeps what they leave behind. A LoRA step at Qwen-0.5B's
+    shape in fp32 (micro-batches of 2 x 700 tokens, checkpointing on) peaked 4.5-7.7 GB above
+    the loaded model with the default, 0.7 GB with this threshold (bench/bench_train_memory.py).
+    Called before a model loads; a no-op off glibc.
+    """
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+@functools.cache
+def _glibc():
+    """The C library when it is glibc (``malloc_trim``, ``mallopt``), else None (macOS, musl)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    if libc is None or not all(hasattr(libc, f) for f in ("malloc_trim", "mallopt")):
+        return None
+    return libc
 
 
 def available_bytes(device) -> int:

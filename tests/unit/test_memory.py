@@ -1,6 +1,7 @@
 """GPU memory: an out-of-memory error in generation, scoring or training is one line naming the
 peer and the batch size to lower (simulated: the real code paths with the model's forward
-raising torch.cuda.OutOfMemoryError), and gradient checkpointing by model size."""
+raising torch.cuda.OutOfMemoryError), gradient checkpointing by model size, and freed blocks
+going back to the system."""
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from pst_core.config import TrainConfig
 from pst_core.errors import ModelError
 from pst_core.models.backend import SamplingParams
 from pst_core.models.hf import TransformersBackend
-from pst_core.models.memory import MAX_ROWS, rows_that_fit
+from pst_core.models.memory import MAX_ROWS, _glibc, rows_that_fit
 from pst_core.models.source import load_model
 from pst_core.train import add_adapters, train_peer, uses_gradient_checkpointing
 
@@ -108,3 +109,27 @@ def test_rows_that_fit_follow_free_memory(tiny_llama_dir, monkeypatch):
     assert 1 <= long < short < MAX_ROWS["cpu"]
     free["bytes"] = 0
     assert rows_that_fit(model, 1000) == 1
+
+
+def test_loading_a_model_makes_freed_megabyte_tensors_go_back_to_the_system(tiny_llama_dir):
+    """After a 20 MB block is freed glibc would serve 3 MB tensors from its heap, which keeps
+    what they leave (the training step's 4.5 GB); once a model has loaded, each is a mapping."""
+    import ctypes
+
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):  # mallinfo2: glibc >= 2.33
+        pytest.skip("not glibc >= 2.33")
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(f, ctypes.c_size_t) for f in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+                    .split()]
+
+    libc.mallinfo2.restype = MallInfo2
+    torch.empty(20 << 20, dtype=torch.uint8)  # freed at once: raises glibc's dynamic threshold, if still on
+    load_model(str(tiny_llama_dir), dtype="float32", device="cpu")
+    before = libc.mallinfo2().hblks
+    tensors = [torch.empty(3 << 20, dtype=torch.uint8) for _ in range(4)]
+    assert libc.mallinfo2().hblks == before + len(tensors)
+    del tensors
+    assert libc.mallinfo2().hblks == before
