@@ -1,8 +1,8 @@
 """Peak memory of a LoRA training round with glibc's default heap and with large blocks unmapped
-on free (``pst_core.models.memory.unmap_large_blocks``, what every model load now sets), in one
+on free (``pst_core.models.memory.unmapped_large_blocks``, what training now runs in), in one
 run.
 
-Each variant runs in its own process (the setting is process-wide and cannot be undone): load
+Each variant runs in its own process (glibc's own threshold, once fixed, cannot come back): load
 the model, add LoRA adapters, train one epoch on ``--examples`` examples of ``--prompt-tokens``
 + ``--target-tokens`` random token ids (real lengths of a CoT target; the values do not change
 the memory or the FLOPs). Prints per variant: RSS after the load, the training's peak RSS, its
@@ -15,6 +15,7 @@ peak above the loaded model, RSS after training, wall time; then the ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -29,22 +30,20 @@ VARIANTS = ("default", "unmap")
 
 def measure(args) -> dict:
     """One variant, in this process: the figures as a dict (GiB, seconds)."""
-    import pst_core.models.source as source
+    import pst_core.train
     from pst_core.config import TrainConfig
-    from pst_core.models.memory import unmap_large_blocks
+    from pst_core.models.source import load_model
     from pst_core.peak_memory import peak_gib, reset_peak
     from pst_core.train import add_adapters, train_pairs
 
-    if args.variant == "unmap":
-        unmap_large_blocks()
-    else:
-        source.unmap_large_blocks = lambda: None  # glibc's default for this process
+    if args.variant == "default":
+        pst_core.train.unmapped_large_blocks = contextlib.nullcontext  # glibc's own threshold
     if args.model.startswith("random:"):
         from bench_generate import _random_model
 
         model = _random_model(args.model.removeprefix("random:"))[0]
     else:
-        model = source.load_model(args.model, dtype=args.dtype, device="cpu")[0]
+        model = load_model(args.model, dtype=args.dtype, device="cpu")[0]
     model = model.to(getattr(torch, args.dtype))
     loaded = _rss_gib()
     cfg = TrainConfig(batch_size=args.batch_size, gradient_accumulation_steps=args.accumulation,

@@ -24,7 +24,11 @@ import torch
 import torch.utils.checkpoint
 
 from pst_core.models.forward import hidden_at, output_logits, pack_continuations
-from pst_core.models.memory import available_bytes, out_of_memory_as_error
+from pst_core.models.memory import (
+    available_bytes,
+    out_of_memory_as_error,
+    unmapped_large_blocks,
+)
 from pst_core.models.tokens import encode_continuation, encode_prompt
 from pst_core.progress import progress
 
@@ -182,7 +186,7 @@ def train_pairs(
     hint = "; raise train.gradient_accumulation_steps to keep the step's size" + (
         "" if checkpointing else ", or set train.gradient_checkpointing: true")
     with (out_of_memory_as_error(peer, "training", "train.batch_size", cfg.batch_size, hint),
-          progress(f"{peer}: train", total_steps) as advance):
+          unmapped_large_blocks(), progress(f"{peer}: train", total_steps) as advance):
         for epoch in range(cfg.num_epochs):
             order = torch.randperm(len(pairs), generator=generator).tolist()
             for step in group_steps(order, cfg.batch_size, cfg.gradient_accumulation_steps):

@@ -57,23 +57,33 @@ def release_memory() -> None:
 
 
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
-MMAP_THRESHOLD = 1 << 20  # bytes
+TRAIN_MMAP_THRESHOLD = 1 << 20  # bytes
+DEFAULT_MMAP_THRESHOLD_MAX = 32 << 20  # where glibc's own threshold ends up (64-bit)
 
 
-def unmap_large_blocks() -> None:
-    """Make glibc serve every allocation of ``MMAP_THRESHOLD`` or more by its own mapping, which
+@contextmanager
+def unmapped_large_blocks() -> Iterator[None]:
+    """While training, glibc serves every allocation of 1 MiB or more by its own mapping, which
     goes back to the system when it is freed.
 
     By default glibc raises this threshold (up to 32 MiB) whenever a mapped block is freed, so
     the tensors of a training step (a layer's activations, a chunk of logits: 1-30 MB each) soon
-    come from the heap, and the heap keeps what they leave behind. A LoRA step at Qwen-0.5B's
-    shape in fp32 (micro-batches of 2 x 700 tokens, checkpointing on) peaked 4.5-7.7 GB above
-    the loaded model with the default, 0.7 GB with this threshold (bench/bench_train_memory.py).
-    Called before a model loads; a no-op off glibc.
+    come from the heap, and the heap keeps what they leave behind: a LoRA round at Qwen-0.5B's
+    shape in fp32 (micro-batches of 2 x 700 tokens, checkpointing on) peaked 5.4 GiB above the
+    loaded model, 0.9 GiB with this threshold, for 1.11x the wall time
+    (bench/bench_train_memory.py). Decoding pays more for fresh mappings (1.13-1.2x the time in
+    the same run) and keeps less in the heap, so on exit the threshold is 32 MiB, where glibc's
+    own would be. A no-op off glibc.
     """
     libc = _glibc()
-    if libc is not None:
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    if libc is None:
+        yield
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, TRAIN_MMAP_THRESHOLD)
+    try:
+        yield
+    finally:
+        libc.mallopt(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD_MAX)
 
 
 @functools.cache

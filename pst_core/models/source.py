@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Literal
 
 from pst_core.errors import ModelError
-from pst_core.models.memory import unmap_large_blocks
 from pst_core.models.offline import (
     OFFLINE_MODELS,
     cache_dir,
@@ -171,7 +170,6 @@ def load_model(
     location, rev = model_directory(resolved)
     device = resolve_device(device, device_field)
     torch_dtype = resolve_dtype(dtype, device)
-    unmap_large_blocks()
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             location, revision=rev, trust_remote_code=trust_remote_code

@@ -10,7 +10,7 @@ from pst_core.config import TrainConfig
 from pst_core.errors import ModelError
 from pst_core.models.backend import SamplingParams
 from pst_core.models.hf import TransformersBackend
-from pst_core.models.memory import MAX_ROWS, _glibc, rows_that_fit
+from pst_core.models.memory import MAX_ROWS, _glibc, rows_that_fit, unmapped_large_blocks
 from pst_core.models.source import load_model
 from pst_core.train import add_adapters, train_peer, uses_gradient_checkpointing
 
@@ -111,9 +111,9 @@ def test_rows_that_fit_follow_free_memory(tiny_llama_dir, monkeypatch):
     assert rows_that_fit(model, 1000) == 1
 
 
-def test_loading_a_model_makes_freed_megabyte_tensors_go_back_to_the_system(tiny_llama_dir):
-    """After a 20 MB block is freed glibc would serve 3 MB tensors from its heap, which keeps
-    what they leave (the training step's 4.5 GB); once a model has loaded, each is a mapping."""
+def test_training_makes_freed_megabyte_tensors_go_back_to_the_system():
+    """After a 20 MB block is freed glibc serves 3 MB tensors from its heap, which keeps what
+    they leave (the training step's 4.5 GiB); while training each is its own mapping."""
     import ctypes
 
     libc = _glibc()
@@ -121,15 +121,20 @@ def test_loading_a_model_makes_freed_megabyte_tensors_go_back_to_the_system(tiny
         pytest.skip("not glibc >= 2.33")
 
     class MallInfo2(ctypes.Structure):
-        _fields_ = [(f, ctypes.c_size_t) for f in
-                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
-                    .split()]
+        _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                                   "usmblks", "fsmblks", "uordblks", "fordblks",
+                                                   "keepcost")]
 
     libc.mallinfo2.restype = MallInfo2
-    torch.empty(20 << 20, dtype=torch.uint8)  # freed at once: raises glibc's dynamic threshold, if still on
-    load_model(str(tiny_llama_dir), dtype="float32", device="cpu")
-    before = libc.mallinfo2().hblks
-    tensors = [torch.empty(3 << 20, dtype=torch.uint8) for _ in range(4)]
-    assert libc.mallinfo2().hblks == before + len(tensors)
-    del tensors
-    assert libc.mallinfo2().hblks == before
+
+    def mapped_blocks_for_3mb_tensors() -> int:
+        torch.empty(20 << 20, dtype=torch.uint8)  # freed at once: raises a dynamic threshold
+        before = libc.mallinfo2().hblks
+        tensors = [torch.empty(3 << 20, dtype=torch.uint8) for _ in range(4)]
+        mapped = libc.mallinfo2().hblks - before
+        del tensors
+        return mapped
+
+    with unmapped_large_blocks():
+        assert mapped_blocks_for_3mb_tensors() == 4
+    assert mapped_blocks_for_3mb_tensors() == 0  # decoding reuses its heap: fresh maps cost
