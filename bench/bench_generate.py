@@ -5,7 +5,8 @@ in one run.
 Measures, in the same process: the matmul FLOP/s this machine reaches at the model's dtype and
 the memory bandwidth (a 1 GiB sum); then both paths on greedy answers to ``--questions``
 MultiArith questions and ``--samples`` sampled answers to the first ``--sample-questions``
-(what ``Evaluate`` runs). Prints per path: new tokens/s, the share of row-steps spent on rows
+(what ``Evaluate`` runs): the old path as two passes, as evaluation used to run them, the new
+one as one pass with per-prompt sampling parameters, as ``Evaluate`` does now. Prints per path: new tokens/s, the share of row-steps spent on rows
 that had already finished, the time the compute and bandwidth bounds allow as a share of the
 measured time, peak RSS; then the speed-up and whether the greedy outputs are identical.
 
@@ -162,37 +163,37 @@ def main() -> None:
           f"weights; {args.questions} greedy + {args.sample_questions}x{args.samples} sampled, "
           f"{args.max_new_tokens} new tokens at most; new path: {rows} rows")
 
-    workloads = [
-        (prompts[: args.questions], SamplingParams(max_new_tokens=args.max_new_tokens)),
-        (prompts[: args.sample_questions], SamplingParams(
-            max_new_tokens=args.max_new_tokens, temperature=0.7, n=args.samples, seed=1)),
-    ]
+    greedy = SamplingParams(max_new_tokens=args.max_new_tokens)
+    sampled = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.7,
+                             n=args.samples, seed=1)
+    asked, resampled = prompts[: args.questions], prompts[: args.sample_questions]
     results = {}
     for path in ("old", "new"):
-        stats, seconds, outputs = DecodeStats(), 0.0, []
+        stats = DecodeStats()
         reset_peak()
-        for batch, params in workloads:
-            start = time.perf_counter()
-            if path == "new" and batch is workloads[0][0] and can_pack(model):
+        start = time.perf_counter()
+        if path == "old":  # greedy and sampled answers as two passes, as evaluation was
+            greedy_out = old_generate(model, asked, greedy, eos_ids, pad_id, stats)
+            old_generate(model, resampled, sampled, eos_ids, pad_id, stats)
+        else:  # one pass with per-prompt parameters, as Evaluate decodes now
+            if can_pack(model):
                 pack_linears(model)  # what the backend does to a CPU fp32 model
-            if path == "old":
-                outputs.append(old_generate(model, batch, params, eos_ids, pad_id, stats))
-            else:
-                decoded = decode(model, batch, params, eos_ids=eos_ids, pad_id=pad_id,
-                                 rows=rows, stats=stats)
-                outputs.append([[d.tokens for d in samples] for samples in decoded])
-            seconds += time.perf_counter() - start
+            decoded = decode(model, asked + resampled,
+                             [greedy] * len(asked) + [sampled] * len(resampled),
+                             eos_ids=eos_ids, pad_id=pad_id, rows=rows, stats=stats)
+            greedy_out = [[d.tokens for d in samples] for samples in decoded[: len(asked)]]
+        seconds = time.perf_counter() - start
         compute_s = 2 * matmul_params * (stats.prefill_tokens + stats.row_steps) / flops
         bandwidth_s = stats.steps * weight_bytes / bandwidth
-        results[path] = (stats, seconds, outputs)
+        results[path] = (stats, seconds, greedy_out)
         print(f"{path}: {stats.new_tokens / seconds:6.1f} new tokens/s, {seconds:6.1f} s, "
               f"{stats.steps} steps, {stats.wasted_share:4.0%} of row-steps on finished rows, "
               f"bound {max(compute_s, bandwidth_s) / seconds:4.0%} (compute {compute_s / seconds:4.0%}, "
               f"bandwidth {bandwidth_s / seconds:4.0%}), peak RSS {peak_gib():.2f} GiB")
     (old_stats, old_s, old_out), (new_stats, new_s, new_out) = results["old"], results["new"]
-    same = sum(a == b for a, b in zip(old_out[0], new_out[0]))
+    same = sum(a == b for a, b in zip(old_out, new_out))
     print(f"speed-up: {(new_stats.new_tokens / new_s) / (old_stats.new_tokens / old_s):.2f}x "
-          f"new tokens/s; greedy outputs identical: {same}/{len(old_out[0])}")
+          f"new tokens/s; greedy outputs identical: {same}/{len(old_out)}")
 
 
 if __name__ == "__main__":
