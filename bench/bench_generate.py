@@ -6,9 +6,10 @@ Measures, in the same process: the matmul FLOP/s this machine reaches at the mod
 the memory bandwidth (a 1 GiB sum); then both paths on greedy answers to ``--questions``
 MultiArith questions and ``--samples`` sampled answers to the first ``--sample-questions``
 (what ``Evaluate`` runs): the old path as two passes, as evaluation used to run them, the new
-one as one pass with per-prompt sampling parameters, as ``Evaluate`` does now. Prints per path: new tokens/s, the share of row-steps spent on rows
-that had already finished, the time the compute and bandwidth bounds allow as a share of the
-measured time, peak RSS; then the speed-up and whether the greedy outputs are identical.
+one as one pass with per-prompt sampling parameters, as ``Evaluate`` does now. Prints per
+path: new tokens/s, the share of row-steps spent on rows that had already finished, the time
+the compute and bandwidth bounds allow as a share of the measured time, peak RSS; then the
+speed-up and whether the greedy outputs are identical.
 
 Bounds: a forward over t tokens costs 2 x params x t FLOPs (the input embedding is a lookup,
 not counted) and each forward step reads every weight once; the bound is the larger of the two

@@ -33,7 +33,7 @@ def measure(args) -> dict:
     import pst_core.train
     from pst_core.config import TrainConfig
     from pst_core.models.source import load_model
-    from pst_core.peak_memory import peak_gib, reset_peak
+    from pst_core.peak_memory import peak_gib, reset_peak, rss_gib
     from pst_core.train import add_adapters, train_pairs
 
     if args.variant == "default":
@@ -45,7 +45,7 @@ def measure(args) -> dict:
     else:
         model = load_model(args.model, dtype=args.dtype, device="cpu")[0]
     model = model.to(getattr(torch, args.dtype))
-    loaded = _rss_gib()
+    loaded = rss_gib()
     cfg = TrainConfig(batch_size=args.batch_size, gradient_accumulation_steps=args.accumulation,
                       num_epochs=1, max_length=args.prompt_tokens + args.target_tokens + 1,
                       gradient_checkpointing=args.checkpointing)
@@ -59,12 +59,7 @@ def measure(args) -> dict:
     start = time.perf_counter()
     train_pairs(model, 0, pairs, [1.0] * len(pairs), cfg, peer="bench", seed=0)
     wall = time.perf_counter() - start
-    return {"loaded": loaded, "peak": peak_gib(), "after": _rss_gib(), "wall": wall}
-
-
-def _rss_gib() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 2**20
+    return {"loaded": loaded, "peak": peak_gib(), "after": rss_gib(), "wall": wall}
 
 
 def main() -> None:

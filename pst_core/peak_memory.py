@@ -34,11 +34,23 @@ def reset_peak() -> bool:
 
 def peak_gib() -> float:
     """The process's peak RSS in GiB since the last ``reset_peak`` (or since it started)."""
+    peak = _status_gib("VmHWM:")
+    if peak is not None:
+        return peak
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**30 if sys.platform == "darwin" else peak * 1024 / 2**30
+
+
+def rss_gib() -> float | None:
+    """The process's RSS now, in GiB; None without /proc."""
+    return _status_gib("VmRSS:")
+
+
+def _status_gib(field: str) -> float | None:
     try:
         for line in STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024 / 2**30  # the kernel's "kB" are KiB
     except OSError:
         pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / 2**30 if sys.platform == "darwin" else peak * 1024 / 2**30
+    return None

@@ -69,11 +69,11 @@ def unmapped_large_blocks() -> Iterator[None]:
     By default glibc raises this threshold (up to 32 MiB) whenever a mapped block is freed, so
     the tensors of a training step (a layer's activations, a chunk of logits: 1-30 MB each) soon
     come from the heap, and the heap keeps what they leave behind: a LoRA round at Qwen-0.5B's
-    shape in fp32 (micro-batches of 2 x 700 tokens, checkpointing on) peaked 5.4 GiB above the
-    loaded model, 0.9 GiB with this threshold, for 1.11x the wall time
-    (bench/bench_train_memory.py). Decoding pays more for fresh mappings (1.13-1.2x the time in
-    the same run) and keeps less in the heap, so on exit the threshold is 32 MiB, where glibc's
-    own would be. A no-op off glibc.
+    shape in fp32 (micro-batches of 2 x 700 tokens, checkpointing on) peaked 6.8 GiB above the
+    loaded model, 0.9 GiB with this threshold, for 1.12x the wall time
+    (bench/bench_train_memory.py). Decoding pays more for fresh mappings (1.13-1.2x its time)
+    and keeps less in the heap, so on exit the threshold is 32 MiB, where glibc's own would be.
+    The setting is process-wide: steps run at once in threads share it. A no-op off glibc.
     """
     libc = _glibc()
     if libc is None:
@@ -97,9 +97,7 @@ def _glibc():
         libc = ctypes.CDLL(name) if name else None
     except OSError:
         return None
-    if libc is None or not all(hasattr(libc, f) for f in ("malloc_trim", "mallopt")):
-        return None
-    return libc
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
 
 
 def available_bytes(device) -> int:

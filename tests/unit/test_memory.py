@@ -113,7 +113,7 @@ def test_rows_that_fit_follow_free_memory(tiny_llama_dir, monkeypatch):
 
 def test_training_makes_freed_megabyte_tensors_go_back_to_the_system():
     """After a 20 MB block is freed glibc serves 3 MB tensors from its heap, which keeps what
-    they leave (the training step's 4.5 GiB); while training each is its own mapping."""
+    they leave (6.8 GiB in bench_train_memory); while training each is its own mapping."""
     import ctypes
 
     libc = _glibc()
