@@ -111,30 +111,46 @@ def test_rows_that_fit_follow_free_memory(tiny_llama_dir, monkeypatch):
     assert rows_that_fit(model, 1000) == 1
 
 
+_MAPPED_BLOCKS_PROBE = """
+import ctypes, torch
+from pst_core.models.memory import _glibc, unmapped_large_blocks
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                               "usmblks", "fsmblks", "uordblks", "fordblks",
+                                               "keepcost")]
+
+libc = _glibc()
+libc.mallinfo2.restype = MallInfo2
+
+def mapped_blocks_for_3mb_tensors():
+    torch.empty(20 << 20, dtype=torch.uint8)  # freed at once: raises the dynamic threshold
+    before = libc.mallinfo2().hblks
+    tensors = [torch.empty(3 << 20, dtype=torch.uint8) for _ in range(4)]
+    mapped = libc.mallinfo2().hblks - before
+    del tensors
+    return mapped
+
+with unmapped_large_blocks():
+    inside = mapped_blocks_for_3mb_tensors()
+print(inside, mapped_blocks_for_3mb_tensors())
+"""
+
+
 def test_training_makes_freed_megabyte_tensors_go_back_to_the_system():
     """After a 20 MB block is freed glibc serves 3 MB tensors from its heap, which keeps what
-    they leave (6.8 GiB in bench_train_memory); while training each is its own mapping."""
-    import ctypes
+    they leave (6.8 GiB in bench_train_memory); while training each is its own mapping.
+
+    A fresh interpreter: the threshold only decides how *new* memory is got, so free heap
+    chunks left by earlier tests would serve the tensors either way."""
+    import subprocess
+    import sys
 
     libc = _glibc()
     if libc is None or not hasattr(libc, "mallinfo2"):  # mallinfo2: glibc >= 2.33
         pytest.skip("not glibc >= 2.33")
-
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
-                                                   "usmblks", "fsmblks", "uordblks", "fordblks",
-                                                   "keepcost")]
-
-    libc.mallinfo2.restype = MallInfo2
-
-    def mapped_blocks_for_3mb_tensors() -> int:
-        torch.empty(20 << 20, dtype=torch.uint8)  # freed at once: raises a dynamic threshold
-        before = libc.mallinfo2().hblks
-        tensors = [torch.empty(3 << 20, dtype=torch.uint8) for _ in range(4)]
-        mapped = libc.mallinfo2().hblks - before
-        del tensors
-        return mapped
-
-    with unmapped_large_blocks():
-        assert mapped_blocks_for_3mb_tensors() == 4
-    assert mapped_blocks_for_3mb_tensors() == 0  # decoding reuses its heap: fresh maps cost
+    probe = subprocess.run([sys.executable, "-c", _MAPPED_BLOCKS_PROBE], capture_output=True,
+                           text=True, check=True)
+    inside, outside = map(int, probe.stdout.split())
+    assert inside == 4
+    assert outside == 0  # decoding reuses its heap: fresh maps cost
