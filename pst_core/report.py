@@ -174,24 +174,27 @@ def render_markdown(
         f"[{paths['csv'].name}]({paths['csv'].name})."),
         "",
     ]
+    pairs = {runs[0].cfg.experiment: pairwise(runs) for runs, _ in sets}
     lines += ["## Reading", ""]
     for runs, table in sets:
         if len(sets) > 1:
             lines += [f"### Set `{runs[0].cfg.experiment}`", ""]
-        lines += [*reading(table.to_pylist()), ""]
+        lines += [*reading(table.to_pylist(), pairs[runs[0].cfg.experiment]), ""]
     if notes:
         lines += ["## What it means", "", notes.strip(), ""]
     for runs, table in sets:
         experiment = runs[0].cfg.experiment
         plot = plots[experiment].relative_to(paths["markdown"].parent).as_posix()
         if len(sets) == 1:
-            lines += _set_sections(runs, table, plot, "##")
+            lines += _set_sections(runs, table, pairs[experiment], plot, "##")
         else:
-            lines += [f"## Set `{experiment}`", "", *_set_sections(runs, table, plot, "###")]
+            lines += [f"## Set `{experiment}`", "",
+                      *_set_sections(runs, table, pairs[experiment], plot, "###")]
     return "\n".join(lines)
 
 
-def _set_sections(runs: list[Run], table: pa.Table, plot: str, h: str) -> list[str]:
+def _set_sections(runs: list[Run], table: pa.Table, pairs: list[dict], plot: str,
+                  h: str) -> list[str]:
     """One config set's tables, plot, costs and provenance, headings at level ``h``."""
     rows = table.to_pylist()
     spent = costs(runs)
@@ -219,7 +222,6 @@ def _set_sections(runs: list[Run], table: pa.Table, plot: str, h: str) -> list[s
             f"| {_pct(r['em'])} | {delta} | {_p(r['mcnemar_p'])} | {_pct(r['gv_gap_abs'])} "
             f"| {_pct(r['gv_gap_rel'])} | {_num(r['mean_tokens'])} | {_pct(r['truncated'])} |")
     lines += ["", f"![EM by round]({plot})"]
-    pairs = pairwise(runs)
     if pairs:
         lines += [
             "",
@@ -306,8 +308,10 @@ def _set_sections(runs: list[Run], table: pa.Table, plot: str, h: str) -> list[s
     return lines
 
 
-def reading(rows: list[dict]) -> list[str]:
-    """One generated sentence per trained method, peer and benchmark at its last round."""
+def reading(rows: list[dict], pairs: list[dict]) -> list[str]:
+    """Generated sentences: each trained method against base at its last round, per peer and
+    benchmark; then each PST method against the stronger label-free rival (the self-taught
+    method with the higher EM there), the question a user of PST asks."""
     last = {}
     for r in rows:
         key = (r["method"], r["peer"], r["benchmark"])
@@ -324,14 +328,56 @@ def reading(rows: list[dict]) -> list[str]:
             out.append(f"- {method}, {peer} on {benchmark}, round {r['round']}: EM "
                        f"{_pct(r['em'])}% (no base run to compare with).")
             continue
-        lo, hi = r["delta_lo"], r["delta_hi"]
-        verdict = ("better than base" if lo > 0 else "worse than base" if hi < 0
-                   else "not distinguishable from base (the interval contains 0)")
         out.append(
             f"- {method}, {peer} on {benchmark}, round {r['round']}: EM {_pct(r['em'])}% vs base "
-            f"{_pct(base['em'])}% ({base['decoding']}): {_pts(r['delta_em'])} points, 95% CI "
-            f"[{_pts(lo)}, {_pts(hi)}], McNemar p {_p_is(r['mcnemar_p'])}: {verdict}.")
+            f"{_pct(base['em'])}% ({base['decoding']}): {_delta_is(r, 'base')}.")
+    rivals = _against_rivals(last, pairs)
+    if rivals:
+        out += ["", ("PST's methods against the stronger label-free rival (SePT or majority, the "
+                     "one with the higher EM at its last round), paired on the same questions:"),
+                "", *rivals]
     return out
+
+
+def _against_rivals(last: dict, pairs: list[dict]) -> list[str]:
+    """One sentence per PST method, peer and benchmark, from the pairwise differences."""
+    delta = {(d["method"], d["other"], d["peer"], d["benchmark"]): d for d in pairs}
+    delta |= {(d["other"], d["method"], d["peer"], d["benchmark"]): _flipped(d) for d in pairs}
+    out = []
+    for peer, benchmark in sorted({(k[1], k[2]) for k in last}):
+        here = {m: r for (m, p, b), r in last.items() if (p, b) == (peer, benchmark)}
+        selfish = [m for m in here if REGISTRY[m].teacher == "self"]
+        if not selfish:
+            continue
+        rival = max(selfish, key=lambda m: (here[m]["em"], -_order(m)))
+        for method in sorted((m for m in here if REGISTRY[m].teacher == "peers"), key=_order):
+            d = delta.get((method, rival, peer, benchmark))
+            if d is None:
+                continue
+            out.append(
+                f"- {method} vs {rival}, {peer} on {benchmark}, round {here[method]['round']}: "
+                f"EM {_pct(here[method]['em'])}% vs {_pct(here[rival]['em'])}%: "
+                f"{_delta_is(d, rival)}.")
+    return out
+
+
+def _flipped(d: dict) -> dict:
+    return d | {"method": d["other"], "other": d["method"], "delta_em": -d["delta_em"],
+                "delta_lo": -d["delta_hi"], "delta_hi": -d["delta_lo"]}
+
+
+def _delta_is(d: dict, other: str) -> str:
+    """A paired difference and what it says: the bootstrap interval decides the direction;
+    where McNemar's test disagrees (p >= 0.05), the sentence says the evidence is weak."""
+    lo, hi, p = d["delta_lo"], d["delta_hi"], d["mcnemar_p"]
+    if lo > 0 or hi < 0:
+        verdict = f"{'better' if lo > 0 else 'worse'} than {other}"
+        if p >= 0.05:
+            verdict += " by the interval, but McNemar's test does not reject a tie: weak evidence"
+    else:
+        verdict = f"not distinguishable from {other} (the interval contains 0)"
+    return (f"{_pts(d['delta_em'])} points, 95% CI [{_pts(lo)}, {_pts(hi)}], McNemar p "
+            f"{_p_is(p)}: {verdict}")
 
 
 def run_invocations(spent: list[dict], run: Run) -> list[dict]:

@@ -103,6 +103,7 @@ class PeerRounds(Method):
     """What the PST family shares: the answering order, the turns, the peers' reliability, the
     aggregate, and targets (the reference, or each peer's own turn) weighted by ``weights``."""
 
+    teacher: ClassVar[str] = "peers"
     order: Literal["config", "rotate", "consistency"] = Field(
         "config",
         description="Peer order: config order; rotate per question; or consistency (most "

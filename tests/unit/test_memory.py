@@ -10,7 +10,7 @@ from pst_core.config import TrainConfig
 from pst_core.errors import ModelError
 from pst_core.models.backend import SamplingParams
 from pst_core.models.hf import TransformersBackend
-from pst_core.models.memory import MAX_ROWS, _glibc, rows_that_fit, unmapped_large_blocks
+from pst_core.models.memory import MAX_ROWS, _glibc, rows_that_fit
 from pst_core.models.source import load_model
 from pst_core.train import add_adapters, train_peer, uses_gradient_checkpointing
 
