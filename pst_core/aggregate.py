@@ -15,7 +15,13 @@ peers by a label-free reliability estimate (``reliability.estimate_reliability``
 the candidate answer with the highest posterior (``reliability.answer_posteriors``; ties to the
 one carried by the more reliable peer), questions whose winning posterior is below ``min_share``
 are rejected, and the target is the response of the most reliable peer carrying the winner
-(the earliest of equally reliable ones: later peers may only restate it).
+(the earliest of equally reliable ones: later peers may only restate it), or the earliest
+carrier's (``representative: earliest``, the ``pst-robust`` preset). Measured on the first
+offline set: SmolLM2, answering after Qwen and restating its answer as a one-liner, was
+estimated the most reliable peer (94%; 61% against the gold), its one-liners became Qwen's
+targets, and one round of LoRA took Qwen from 63.8% to 7.3% on MultiArith (7-token answers).
+Agreement in a chain cannot tell copying from being right; the earliest carrier is the one
+that worked the answer out.
 
 The ``gold_match`` column is an audit filled by ``audit_gold`` after aggregation, from the
 dataset's gold answers; no later stage reads it (``training_view`` drops it).
@@ -52,12 +58,14 @@ REJECTED_SCHEMA = pa.schema(
 )
 
 METHODS = ("vote", "last", "reliable")
+# Which response carrying the winning answer becomes the target, per rule; the first is its default.
+REPRESENTATIVES = {"vote": ("latest", "earliest"), "reliable": ("reliable", "earliest")}
 
 
 def aggregate_responses(
     responses: pa.Table,
     method: str = "vote",
-    representative: str = "latest",
+    representative: str | None = None,
     reliability: pa.Table | None = None,
     min_share: float = 0.0,
 ) -> tuple[pa.Table, pa.Table]:
@@ -66,8 +74,9 @@ def aggregate_responses(
     Args:
         responses: a ``RESPONSES_SCHEMA`` table (one response per peer and question).
         method: ``vote``, ``last`` or ``reliable``.
-        representative: for ``vote``, the ``latest`` or ``earliest`` response carrying the
-            winning answer becomes the target.
+        representative: which response carrying the winning answer becomes the target: for
+            ``vote`` the ``latest`` (default) or ``earliest``; for ``reliable`` the most
+            ``reliable`` carrier's (default) or the ``earliest``.
         reliability: for ``reliable`` (required there), a ``RELIABILITY_SCHEMA`` table of the
             same peers, e.g. ``estimate_reliability(responses)``.
         min_share: for ``reliable``, the least posterior the winning answer needs; questions
@@ -80,6 +89,11 @@ def aggregate_responses(
     """
     if method not in METHODS:
         raise ValueError(f"aggregate method must be one of {METHODS}, got {method!r}")
+    offered = REPRESENTATIVES.get(method, (None,))
+    if representative is not None and method in REPRESENTATIVES and representative not in offered:
+        raise ValueError(f"representative {representative!r} is not offered with aggregate "
+                         f"method {method!r}: one of {offered}")
+    representative = representative or offered[0]
     if method == "reliable" and reliability is None:
         raise ValueError("method 'reliable' needs the peers' reliability: pass "
                          "reliability=estimate_reliability(responses) (pst_core.reliability)")
@@ -92,7 +106,8 @@ def aggregate_responses(
     for qid, rows in by_question.items():
         rows.sort(key=lambda r: r["position"])
         if method == "reliable":
-            chosen, votes, reason = _reliable(posteriors[qid], table_rows, min_share)
+            chosen, votes, reason = _reliable(posteriors[qid], table_rows, min_share,
+                                              representative)
         elif method == "vote":
             chosen, votes = _vote(rows, representative)
             reason = "no peer answer extractable"
@@ -112,15 +127,18 @@ def aggregate_responses(
 
 
 def _reliable(
-    candidates: list[Candidate], table_rows: list[dict], min_share: float
+    candidates: list[Candidate], table_rows: list[dict], min_share: float, representative: str
 ) -> tuple[dict | None, int, str]:
-    """The most probable candidate, represented by its most reliable carrier."""
+    """The most probable candidate, represented by its most reliable or its earliest carrier."""
     if not candidates:
         return None, 0, "no peer answer extractable"
     best = candidates[0]
     if best.posterior < min_share:
         return None, 0, f"winning share {best.posterior:.2f} below min_share {min_share:g}"
-    return table_rows[best.rows[0]], len(best.rows), ""
+    carriers = [table_rows[i] for i in best.rows]  # most reliable first
+    chosen = carriers[0] if representative == "reliable" else min(
+        carriers, key=lambda r: r["position"])
+    return chosen, len(best.rows), ""
 
 
 def _vote(rows: list[dict], representative: str) -> tuple[dict | None, int]:

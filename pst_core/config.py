@@ -272,6 +272,23 @@ _MOVED = {"pmi": "method.pmi (method: {name: pst, pmi: ...})",
 
 
 def upgrade_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config recorded by an earlier version rewritten into this one, so that old runs still
+    load (``pst compare``, ``pst track``) and mean what they ran."""
+    return _representative_of_its_time(_from_layout_0_1(raw))
+
+
+def _representative_of_its_time(raw: dict[str, Any]) -> dict[str, Any]:
+    """Configs recorded before ``representative`` applied to rule ``reliable`` carry the old
+    default ``latest`` there (and for ``last``, which ignores it); it meant the rule's own."""
+    method = raw.get("method")
+    aggregate = method.get("aggregate") if isinstance(method, dict) else None
+    if (isinstance(aggregate, dict) and aggregate.get("rule") in ("reliable", "last")
+            and aggregate.get("representative") == "latest"):
+        raw = raw | {"method": method | {"aggregate": aggregate | {"representative": None}}}
+    return raw
+
+
+def _from_layout_0_1(raw: dict[str, Any]) -> dict[str, Any]:
     """A config in the 0.1 layout (run directories written before methods were sections)
     rewritten into this one, so that old runs still load (``pst compare``, ``pst track``).
 

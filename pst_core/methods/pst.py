@@ -24,7 +24,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from pst_core.aggregate import AGGREGATES_SCHEMA, REJECTED_SCHEMA, aggregate_responses, audit_gold
+from pst_core.aggregate import (
+    AGGREGATES_SCHEMA,
+    REJECTED_SCHEMA,
+    REPRESENTATIVES,
+    aggregate_responses,
+    audit_gold,
+)
 from pst_core.generate import RESPONSES_SCHEMA
 from pst_core.methods.method import Method
 from pst_core.models.backend import SamplingParams
@@ -55,13 +61,14 @@ class AggregateConfig(Section):
         description="vote: majority over the peers' extracted answers, ties to the later peer "
         "(ours); last: the last responder's response (the paper's reading); reliable: peers "
         "weighed by their label-free reliability (round_<r>/peers.parquet), ties to the more "
-        "reliable, the most reliable carrier's response as the target.",
+        "reliable, the representative carrier's response as the target.",
     )
-    representative: Literal["latest", "earliest"] = Field(
-        "latest",
-        description="vote: which response carrying the winning answer becomes the target: the "
+    representative: Literal["latest", "earliest", "reliable"] | None = Field(
+        None,
+        description="Which response carrying the winning answer becomes the target. vote: the "
         "latest (DESIGN.md) or the earliest (keeps the first solver's full working when later "
-        "peers only restate its answer).",
+        "peers only restate its answer); reliable: the most reliable carrier's or the earliest. "
+        "null: the rule's own (vote: latest, reliable: reliable).",
     )
     reliability: Literal["dawid-skene", "agreement"] = Field(
         "dawid-skene",
@@ -73,6 +80,14 @@ class AggregateConfig(Section):
         description="reliable: skip questions whose winning answer's posterior is below this "
         "(as majority self-training skips low-agreement questions).",
     )
+
+    @model_validator(mode="after")
+    def _representative_fits_rule(self) -> AggregateConfig:
+        offered = REPRESENTATIVES.get(self.rule)
+        if self.representative is not None and offered and self.representative not in offered:
+            raise ValueError(f"representative {self.representative!r} does not apply to rule "
+                             f"{self.rule!r}: use one of {', '.join(offered)} (or leave it out)")
+        return self
 
 
 class PMIConfig(Section):
@@ -213,8 +228,9 @@ class PSTRobust(PST):
     """PST that survives weak peers: reliability-weighted aggregate, unsure questions skipped."""
 
     name: Literal["pst-robust"] = "pst-robust"
-    aggregate: AggregateConfig = Field(
-        default_factory=lambda: AggregateConfig(rule="reliable", min_share=0.5))
+    aggregate: AggregateConfig = Field(  # earliest: see pst_core.aggregate (copiers look reliable)
+        default_factory=lambda: AggregateConfig(rule="reliable", min_share=0.5,
+                                                representative="earliest"))
 
 
 class PSTUniform(PeerRounds):

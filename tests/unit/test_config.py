@@ -150,3 +150,18 @@ def test_configs_of_the_first_layout_still_load(tmp_path):
                                       "generation: {order: rotate, max_new_tokens: 9}\n"))
     assert (pst.method.aggregate.rule, pst.method.pmi.beta, pst.method.order) == ("last", 2, "rotate")
     assert pst.generation.max_new_tokens == 9
+
+
+def test_representative_fits_the_rule_and_old_records_keep_their_meaning(tmp_path):
+    def aggregate(text):
+        return load_config(_write(tmp_path, BASE + text)).method.aggregate
+
+    assert aggregate("method: pst-robust\n").representative == "earliest"
+    with pytest.raises(ConfigError, match="method.aggregate: representative 'reliable' does not "
+                                          "apply to rule 'vote': use one of latest, earliest"):
+        aggregate("method: {name: pst, aggregate: {representative: reliable}}\n")
+    # Recorded before representative applied to `reliable`: the dumped default `latest` there
+    # meant the rule's own (the most reliable carrier), and `last` ignores it.
+    recorded = "method: {name: pst-robust, aggregate: {rule: %s, representative: latest}}\n"
+    assert aggregate(recorded % "reliable").representative is None
+    assert aggregate(recorded % "last").representative is None

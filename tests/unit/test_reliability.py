@@ -227,3 +227,19 @@ def test_equally_reliable_carriers_give_the_earlier_response_as_the_target():
     row = aggregate_responses(responses, "reliable", reliability=reliability)[0].to_pylist()[0]
     assert (row["answer"], row["source_peer"]) == ("7", "p0")
     assert answer_posteriors(responses, reliability)["q0"][0].rows[0] == 0
+
+
+def test_earliest_representative_keeps_the_worked_answer_of_a_copied_solver():
+    """Measured on the first offline set: a later peer restating the learner's answer was
+    estimated more reliable than the learner; as the target its one-liners collapsed the
+    learner's answers. ``earliest`` takes the first carrier, whatever the estimates say."""
+    responses = responses_table({"q0": {"p0": "7", "p1": "7", "p2": "8"},
+                                 "q1": {"p0": "3", "p1": "5", "p2": "5"}})
+    reliability = reliability_of(p0=0.6, p1=0.9, p2=0.2)
+    by_reliability, by_position = (
+        aggregate_responses(responses, "reliable", rep, reliability)[0].to_pylist()
+        for rep in ("reliable", "earliest"))
+    assert [r["source_peer"] for r in by_reliability] == ["p1", "p1"]
+    assert [(r["answer"], r["source_peer"]) for r in by_position] == [("7", "p0"), ("5", "p1")]
+    with pytest.raises(ValueError, match="'latest' is not offered with aggregate method 'reliable'"):
+        aggregate_responses(responses, "reliable", "latest", reliability)
