@@ -124,8 +124,8 @@ def test_the_last_responder_can_be_left_untrained(tmp_path, tiny_model_dirs):
 
 def test_pst_robust_weighs_peers_by_reliability_and_skips_unsure_questions(
         tmp_path, tiny_model_dirs):
-    layout = run(tmp_path, tiny_model_dirs, {"name": "pst-robust",
-                                             "aggregate": {"rule": "reliable", "min_share": 0.9}})
+    layout = run(tmp_path, tiny_model_dirs, {"name": "pst-robust", "aggregate": {
+        "rule": "reliable", "min_share": 0.9, "representative": "earliest"}})
     peers = pq.read_table(layout.round_dir(1) / "peers.parquet").to_pylist()
     assert [p["peer"] for p in peers] == ["llama", "qwen", "gemma"]
     assert all(0 <= p["estimated_accuracy"] <= 1 for p in peers)
@@ -133,9 +133,9 @@ def test_pst_robust_weighs_peers_by_reliability_and_skips_unsure_questions(
     responses = pq.read_table(layout.responses(1)).to_pylist()
     for a in pq.read_table(layout.aggregates(1)).to_pylist():
         assert a["method"] == "reliable"
-        carriers = [x["peer"] for x in responses if x["question_id"] == a["question_id"]
+        carriers = [x for x in responses if x["question_id"] == a["question_id"]
                     and x["answer"] is not None and x["answer"] == a["answer"]]
-        assert reliability[a["source_peer"]] == max(reliability[c] for c in carriers)
+        assert a["source_peer"] == min(carriers, key=lambda x: x["position"])["peer"]
     rejected = pq.read_table(layout.round_dir(1) / "rejected.parquet").to_pylist()
     aggregated = len(pq.read_table(layout.aggregates(1)))
     assert len(rejected) + aggregated == 6
