@@ -129,7 +129,6 @@ def test_pst_robust_weighs_peers_by_reliability_and_skips_unsure_questions(
     peers = pq.read_table(layout.round_dir(1) / "peers.parquet").to_pylist()
     assert [p["peer"] for p in peers] == ["llama", "qwen", "gemma"]
     assert all(0 <= p["estimated_accuracy"] <= 1 for p in peers)
-    reliability = {p["peer"]: p["estimated_accuracy"] for p in peers}
     responses = pq.read_table(layout.responses(1)).to_pylist()
     for a in pq.read_table(layout.aggregates(1)).to_pylist():
         assert a["method"] == "reliable"
