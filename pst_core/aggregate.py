@@ -19,7 +19,7 @@ are rejected, and the target is the response of the most reliable peer carrying 
 carrier's (``representative: earliest``, the ``pst-robust`` preset). Measured on the first
 offline set: SmolLM2, answering after Qwen and restating its answer as a one-liner, was
 estimated the most reliable peer (94%; 61% against the gold), its one-liners became Qwen's
-targets, and one round of LoRA took Qwen from 63.8% to 7.3% on MultiArith (7-token answers).
+targets, and one round of LoRA took Qwen from 62.6% to 7.3% on MultiArith (7-token answers).
 Agreement in a chain cannot tell copying from being right; the earliest carrier is the one
 that worked the answer out.
 
