@@ -36,6 +36,7 @@ N_BOOTSTRAP = 10_000
 COMPARISON_SCHEMA = pa.schema(
     [
         pa.field("experiment", pa.string(), nullable=False),  # the config set
+        pa.field("seed", pa.int64(), nullable=False),  # its trained runs' seed (base is shared)
         pa.field("method", pa.string(), nullable=False),
         pa.field("run", pa.string(), nullable=False),
         pa.field("peer", pa.string(), nullable=False),
@@ -102,16 +103,20 @@ def load_run(root: str | Path) -> Run:
 
 
 def check_comparable(runs: list[Run]) -> None:
-    """Refuse runs that were not evaluated on the same questions with the same judge."""
+    """Refuse runs that were not evaluated on the same questions with the same judge, or whose
+    trained runs differ in seed (the reference, untrained, may come from another seed)."""
     first = runs[0]
     same = lambda cfg: (
-        [d.model_dump() for d in cfg.data.eval], cfg.answers.model_dump(), cfg.seed,
+        [d.model_dump() for d in cfg.data.eval], cfg.answers.model_dump(),
         cfg.eval.model_dump(exclude={"initial"}))
     for run in runs[1:]:
         if same(run.cfg) != same(first.cfg):
             raise ConfigError(
-                f"{run.root}: not comparable with {first.root}: data.eval, answers, eval or seed "
+                f"{run.root}: not comparable with {first.root}: data.eval, answers or eval "
                 "differ (compare runs of one config set, e.g. data/configs/offline/)")
+    if len({r.cfg.seed for r in runs if r.trains}) > 1:
+        raise ConfigError(f"{runs[0].root.parent}: trained runs of several seeds given to one "
+                          "comparison: compare each seed apart (config_sets groups them)")
     references = [r.method for r in runs if not r.trains]
     if len(references) > 1:
         raise ConfigError(f"{len(references)} untrained runs given ({', '.join(references)}): "
@@ -119,11 +124,22 @@ def check_comparable(runs: list[Run]) -> None:
 
 
 def config_sets(runs: list[Run]) -> list[list[Run]]:
-    """The runs grouped by experiment (one config set each), in the order first given."""
-    sets: dict[str, list[Run]] = {}
+    """The runs grouped by experiment and seed (one config set and seed each), in the order
+    first given. A seed without an untrained run shares its experiment's: the untuned model is
+    every seed's reference (its seed only drew its sampled answers)."""
+    sets: dict[tuple[str, int], list[Run]] = {}
     for run in runs:
-        sets.setdefault(run.cfg.experiment, []).append(run)
+        sets.setdefault((run.cfg.experiment, run.cfg.seed), []).append(run)
+    for (experiment, _), group in sets.items():
+        if all(r.trains for r in group):
+            group[:0] = [r for (e, _), g in sets.items() if e == experiment
+                         for r in g if not r.trains][:1]
     return list(sets.values())
+
+
+def set_seed(runs: list[Run]) -> int:
+    """The seed of a set's trained runs (its reference's when nothing was trained)."""
+    return next((r.cfg.seed for r in runs if r.trains), runs[0].cfg.seed)
 
 
 def reliabilities(runs: list[Run]) -> list[dict]:
@@ -163,6 +179,7 @@ def mcnemar_exact(gained: int, lost: int) -> float:
 def compare(runs: list[Run]) -> pa.Table:
     """The comparison table (``COMPARISON_SCHEMA``), one row per method, peer, benchmark, round."""
     check_comparable(runs)
+    seed = set_seed(runs)
     base = next((r for r in runs if not r.trains), None)
     reference = _best_decoding(base) if base else {}
     rows = []
@@ -180,7 +197,7 @@ def compare(runs: list[Run]) -> pa.Table:
             if run is base:
                 kind = reference[(peer, benchmark)]
             scored = _scored(evals, r, peer, benchmark, kind)
-            row = {"experiment": run.cfg.experiment, "method": run.method,
+            row = {"experiment": run.cfg.experiment, "seed": seed, "method": run.method,
                    "run": run.root.name, "peer": peer,
                    "benchmark": benchmark, "round": r, "n_questions": int(m["n_questions"]),
                    "em": _mean([x["correct"] for x in scored]), "gv_gap_abs": m["gv_gap_abs"],
@@ -216,10 +233,45 @@ def pairwise(runs: list[Run]) -> list[dict]:
             paired = _paired(_scored(a.eval, ra, peer, benchmark, "greedy"),
                              _scored(b.eval, rb, peer, benchmark, "greedy"))
             if paired:
-                out.append({"method": a.method, "other": b.method, "peer": peer,
+                out.append({"experiment": a.cfg.experiment, "seed": a.cfg.seed,
+                            "method": a.method, "other": b.method, "peer": peer,
                             "benchmark": benchmark, "round": ra, "other_round": rb,
                             "n_questions": paired[0], **paired[1]})
     return out
+
+
+def across_seeds(rows: list[dict], pairs: list[dict], rival: str = "sept") -> list[dict]:
+    """Per experiment, trained method, peer and benchmark run on more than one seed: EM at the
+    last round of each seed, their mean and spread (max minus min), and each seed's paired
+    difference against ``rival`` (None where the seed has no such run). ``rows`` are the
+    comparison tables' rows, ``pairs`` the ``pairwise`` differences, both of every seed."""
+    last: dict[tuple, dict[int, dict]] = {}
+    for r in rows:
+        if REGISTRY[r["method"]].trains:
+            by_seed = last.setdefault((r["experiment"], r["method"], r["peer"], r["benchmark"]), {})
+            if r["seed"] not in by_seed or r["round"] > by_seed[r["seed"]]["round"]:
+                by_seed[r["seed"]] = r
+    against = {(d["experiment"], d["seed"], d["method"], d["other"], d["peer"], d["benchmark"]): d
+               for d in [*pairs, *map(flipped, pairs)]}
+    out = []
+    for (experiment, method, peer, benchmark), by_seed in last.items():
+        if len(by_seed) < 2:
+            continue
+        seeds = sorted(by_seed)
+        em = [by_seed[s]["em"] for s in seeds]
+        out.append({
+            "experiment": experiment, "method": method, "peer": peer, "benchmark": benchmark,
+            "seeds": seeds, "rounds": [by_seed[s]["round"] for s in seeds], "em": em,
+            "em_mean": sum(em) / len(em), "em_spread": max(em) - min(em), "rival": rival,
+            "vs_rival": [against.get((experiment, s, method, rival, peer, benchmark))
+                         for s in seeds]})
+    return out
+
+
+def flipped(d: dict) -> dict:
+    """A pairwise difference read the other way round (``other`` minus ``method``)."""
+    return d | {"method": d["other"], "other": d["method"], "delta_em": -d["delta_em"],
+                "delta_lo": -d["delta_hi"], "delta_hi": -d["delta_lo"]}
 
 
 def costs(runs: list[Run]) -> list[dict]:

@@ -17,7 +17,18 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pst_core.compare import Run, compare, config_sets, costs, load_run, pairwise, reliabilities
+from pst_core.compare import (
+    Run,
+    across_seeds,
+    compare,
+    config_sets,
+    costs,
+    flipped,
+    load_run,
+    pairwise,
+    reliabilities,
+    set_seed,
+)
 from pst_core.methods import REGISTRY
 from pst_core.store import atomic_path
 from pst_core.tracking import default_tracking_uri, get_or_create_experiment, mlflow_client
@@ -53,7 +64,7 @@ def log_comparison(
 ) -> str:
     """Log a comparison as one MLflow run (tag ``pst.kind=comparison``) in the runs' experiment.
 
-    Params name the compared run directories; metrics are ``<name>/<method>/<peer>/<benchmark>``
+    Params name the compared run directories and the seed; metrics are ``<name>/<method>/<peer>/<benchmark>``
     with the round as step (EM, delta vs base and its interval, GV gap), and
     ``<name>/<method>-vs-<other>/<peer>/<benchmark>`` for the paired differences between trained
     methods; the report, its CSV and plot are artifacts. Returns the MLflow run id.
@@ -64,6 +75,7 @@ def log_comparison(
     methods = ", ".join(r.method for r in runs)
     run_id = client.create_run(experiment_id, run_name=f"compare: {methods}",
                                tags={"pst.kind": "comparison"}).info.run_id
+    client.log_param(run_id, "seed", set_seed(runs))
     for run in runs:
         client.log_param(run_id, f"run.{run.root.name}", str(run.root.resolve()))
     for row in table.to_pylist():
@@ -86,16 +98,17 @@ def write_report(
     sets: list[tuple[list[Run], pa.Table]], out: Path, command: str, notes: Path | None = None
 ) -> dict[str, Path]:
     """Write ``out`` (Markdown), ``out`` with .csv (every set's rows), and an EM plot per config
-    set in ``img/`` beside it: ``<stem>-em.png`` for one set, ``<stem>-<experiment>-em.png``
-    (key ``plot <experiment>``) for several."""
+    set and seed in ``img/`` beside it: ``<stem>-em.png`` for one set, ``<stem>-<experiment>-em.png``
+    (key ``plot <experiment>``) for several, ``-seed<N>`` appended where an experiment has
+    several seeds."""
     paths = {"markdown": out, "csv": out.with_suffix(".csv")}
-    plots = {}
-    for runs, table in sets:
-        experiment = runs[0].cfg.experiment
+    plots = []
+    for label, (runs, table) in zip(set_labels(sets), sets):
         key, stem = ("plot", out.stem.lower()) if len(sets) == 1 else (
-            f"plot {experiment}", f"{out.stem.lower()}-{experiment}")
-        paths[key] = plots[experiment] = out.parent / "img" / f"{stem}-em.png"
-        plot_em(table, plots[experiment])
+            f"plot {label}", f"{out.stem.lower()}-{label.replace(', seed ', '-seed')}")
+        paths[key] = out.parent / "img" / f"{stem}-em.png"
+        plots.append(paths[key])
+        plot_em(table, paths[key])
     write_csv(pa.concat_tables([table for _, table in sets]), paths["csv"])
     text = render_markdown(sets, command, paths, plots, notes.read_text() if notes else None)
     with atomic_path(out) as tmp:
@@ -159,13 +172,26 @@ def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return center - half, center + half
 
 
+def set_labels(sets: list[tuple[list[Run], pa.Table]]) -> list[str]:
+    """Each set's name: its experiment, with ", seed <N>" where the experiment has several."""
+    experiments = [runs[0].cfg.experiment for runs, _ in sets]
+    return [e + (f", seed {set_seed(runs)}" if experiments.count(e) > 1 else "")
+            for e, (runs, _) in zip(experiments, sets)]
+
+
+def _heading(label: str) -> str:
+    """A set's label as a heading: the experiment in code, the seed (if any) in words."""
+    experiment, _, seed = label.partition(", ")
+    return f"`{experiment}`" + (f", {seed}" if seed else "")
+
+
 def render_markdown(
     sets: list[tuple[list[Run], pa.Table]], command: str, paths: dict[str, Path],
-    plots: dict[str, Path], notes: str | None,
+    plots: list[Path], notes: str | None,
 ) -> str:
-    """The report: what made it, the generated reading of every set, the notes, then each
-    config set's sections (under a heading of its own when there are several)."""
-    experiments = ", ".join(runs[0].cfg.experiment for runs, _ in sets)
+    """The report: what made it, the generated reading of every set (and across seeds), the
+    notes, then each set's sections (under a heading of its own when there are several)."""
+    experiments = ", ".join(dict.fromkeys(runs[0].cfg.experiment for runs, _ in sets))
     lines = [
         f"# Results: {experiments}",
         "",
@@ -174,29 +200,37 @@ def render_markdown(
         f"[{paths['csv'].name}]({paths['csv'].name})."),
         "",
     ]
-    pairs = {runs[0].cfg.experiment: pairwise(runs) for runs, _ in sets}
+    labels = set_labels(sets)
+    pairs = [pairwise(runs) for runs, _ in sets]
     lines += ["## Reading", ""]
-    for runs, table in sets:
+    for label, (_, table), set_pairs in zip(labels, sets, pairs):
         if len(sets) > 1:
-            lines += [f"### Set `{runs[0].cfg.experiment}`", ""]
-        lines += [*reading(table.to_pylist(), pairs[runs[0].cfg.experiment]), ""]
+            lines += [f"### Set {_heading(label)}", ""]
+        lines += [*reading(table.to_pylist(), set_pairs), ""]
+    spread = seeds_reading(across_seeds([r for _, t in sets for r in t.to_pylist()],
+                                        [d for set_pairs in pairs for d in set_pairs]))
+    if spread:
+        lines += ["### Across seeds", "", *spread, ""]
     if notes:
         lines += ["## What it means", "", notes.strip(), ""]
-    for runs, table in sets:
-        experiment = runs[0].cfg.experiment
-        plot = plots[experiment].relative_to(paths["markdown"].parent).as_posix()
+    for label, (runs, table), set_pairs, plot_path in zip(labels, sets, pairs, plots):
+        plot = plot_path.relative_to(paths["markdown"].parent).as_posix()
         if len(sets) == 1:
-            lines += _set_sections(runs, table, pairs[experiment], plot, "##")
+            lines += _set_sections(runs, table, set_pairs, plot, "##")
         else:
-            lines += [f"## Set `{experiment}`", "",
-                      *_set_sections(runs, table, pairs[experiment], plot, "###")]
+            lines += [f"## Set {_heading(label)}", "",
+                      *_set_sections(runs, table, set_pairs, plot, "###")]
     return "\n".join(lines)
 
 
 def _set_sections(runs: list[Run], table: pa.Table, pairs: list[dict], plot: str,
                   h: str) -> list[str]:
-    """One config set's tables, plot, costs and provenance, headings at level ``h``."""
+    """One config set's tables, plot, costs and provenance, headings at level ``h``. A reference
+    shared with another seed's set is costed and described there."""
     rows = table.to_pylist()
+    seed = set_seed(runs)
+    shared = [r for r in runs if r.cfg.seed != seed]
+    runs = [r for r in runs if r.cfg.seed == seed]
     spent = costs(runs)
     lines = [
         f"{h} Exact match against the base model",
@@ -304,6 +338,9 @@ def _set_sections(runs: list[Run], table: pa.Table, pairs: list[dict], plot: str
             versions = ", ".join(f"{k} {m[k]}" for k in ("torch", "transformers", "peft", "vllm")
                                  if k in m)
             lines.append(f"  - {inv['started']}: `{inv['command']}` on {where} ({versions})")
+    for run in shared:
+        lines.append(f"- `{run.method}`: shared with seed {run.cfg.seed}'s set (run directory "
+                     f"`{run.root}`): this seed's round 0 and reference")
     lines.append("")
     return lines
 
@@ -339,10 +376,31 @@ def reading(rows: list[dict], pairs: list[dict]) -> list[str]:
     return out
 
 
+def seeds_reading(spread: list[dict]) -> list[str]:
+    """Generated sentences from ``across_seeds``: each method's EM on every seed, their mean and
+    spread, and its paired difference against the rival on every seed."""
+    out = []
+    for a in sorted(spread, key=lambda a: (a["experiment"], a["peer"], a["benchmark"],
+                                           _order(a["method"]))):
+        seeds = ", ".join(map(str, a["seeds"]))
+        line = (f"- {a['method']}, {a['peer']} on {a['benchmark']} ({a['experiment']}), seeds "
+                f"{seeds}, round {'/'.join(map(str, a['rounds']))}: EM "
+                f"{' and '.join(_pct(em) + '%' for em in a['em'])}, mean {_pct(a['em_mean'])}%, "
+                f"spread {100 * a['em_spread']:.1f} points")
+        deltas = [d for d in a["vs_rival"] if d is not None]
+        if a["method"] != a["rival"] and len(deltas) == len(a["seeds"]):
+            mean = sum(d["delta_em"] for d in deltas) / len(deltas)
+            line += (f"; vs {a['rival']} " + " and ".join(
+                f"{_pts(d['delta_em'])} [{_pts(d['delta_lo'])}, {_pts(d['delta_hi'])}] "
+                f"(p {_p_is(d['mcnemar_p'])})" for d in deltas) + f", mean {_pts(mean)} points")
+        out.append(line + ".")
+    return out
+
+
 def _against_rivals(last: dict, pairs: list[dict]) -> list[str]:
     """One sentence per PST method, peer and benchmark, from the pairwise differences."""
     delta = {(d["method"], d["other"], d["peer"], d["benchmark"]): d for d in pairs}
-    delta |= {(d["other"], d["method"], d["peer"], d["benchmark"]): _flipped(d) for d in pairs}
+    delta |= {(d["other"], d["method"], d["peer"], d["benchmark"]): flipped(d) for d in pairs}
     out = []
     for peer, benchmark in sorted({(k[1], k[2]) for k in last}):
         here = {m: r for (m, p, b), r in last.items() if (p, b) == (peer, benchmark)}
@@ -359,11 +417,6 @@ def _against_rivals(last: dict, pairs: list[dict]) -> list[str]:
                 f"EM {_pct(here[method]['em'])}% vs {_pct(here[rival]['em'])}%: "
                 f"{_delta_is(d, rival)}.")
     return out
-
-
-def _flipped(d: dict) -> dict:
-    return d | {"method": d["other"], "other": d["method"], "delta_em": -d["delta_em"],
-                "delta_lo": -d["delta_hi"], "delta_hi": -d["delta_lo"]}
 
 
 def _delta_is(d: dict, other: str) -> str:

@@ -5,7 +5,7 @@ import csv
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pst_core.compare import compare, load_run, pairwise
+from pst_core.compare import across_seeds, compare, config_sets, load_run, pairwise
 from pst_core.errors import ConfigError
 from pst_core.report import publish
 from tests.integration.test_methods_tiny import run
@@ -101,6 +101,45 @@ def test_two_config_sets_in_one_report(runs, tiny_model_dirs, tmp_path, monkeypa
     with open(files["csv"]) as f:
         experiments = [row["experiment"] for row in csv.DictReader(f)]
     assert experiments.count("tiny") == 15 and experiments.count("tiny-b") == 3
+
+
+def test_a_second_seed_is_its_own_set_sharing_base_and_read_across_seeds(
+        runs, tiny_model_dirs, tmp_path, monkeypatch):
+    """A seed-1 run is compared within its seed (seed-0 base as its round 0 and reference, not
+    costed twice) and against the seed-0 run of its method: EM per seed, mean and spread."""
+    tmp, dirs = runs
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    seed1 = run(tmp, tiny_model_dirs, "sept", run="sept-seed1", seed=1,
+                eval=EVAL | {"initial": False}).root
+    loaded = [load_run(d) for d in [*dirs, seed1]]
+    with pytest.raises(ConfigError, match="several seeds"):
+        compare(loaded)
+    zero, one = config_sets(loaded)
+    assert [r.root for r in zero] == dirs and [r.root for r in one] == [dirs[0], seed1]
+    rows = [*compare(zero).to_pylist(), *compare(one).to_pylist()]
+    assert {r["seed"] for r in rows if r["method"] == "sept"} == {0, 1}
+    base = {r["peer"]: r["em"] for r in rows if r["method"] == "base" and r["seed"] == 1}
+    for r in rows:
+        if r["method"] == "sept" and r["seed"] == 1:
+            assert r["delta_em"] == pytest.approx(r["em"] - base[r["peer"]])
+    spread = across_seeds(rows, [*pairwise(zero), *pairwise(one)], rival="sept")
+    assert {(a["method"], a["peer"]) for a in spread} == {("sept", p) for p in base}
+    em = {(r["seed"], r["peer"]): r["em"] for r in rows if r["method"] == "sept" and r["round"] == 1}
+    for a in spread:
+        assert a["seeds"] == [0, 1] and a["em"] == [em[(0, a["peer"])], em[(1, a["peer"])]]
+        assert a["em_spread"] == pytest.approx(abs(a["em"][0] - a["em"][1]))
+    # pst-uniform ran on seed 0 only: no spread; its seed-0 delta vs sept is in pairwise.
+    spread = across_seeds(rows, [*pairwise(zero), *pairwise(one)], rival="pst-uniform")
+    assert all(a["vs_rival"][0]["delta_em"] == -next(
+        d["delta_em"] for d in pairwise(zero) if d["peer"] == a["peer"]) and a["vs_rival"][1] is None
+        for a in spread)
+    text = publish([*dirs, seed1], tmp_path / "RESULTS.md")["markdown"].read_text()
+    assert "## Set `tiny`, seed 0" in text and "## Set `tiny`, seed 1" in text
+    assert "![EM by round](img/results-tiny-seed1-em.png)" in text
+    across = text.split("### Across seeds\n", 1)[1].split("\n## ", 1)[0]
+    assert across.count("- sept, ") == 3 and "seeds 0, 1, round 1/1: EM " in across
+    seed1_part = text.split("\n## Set `tiny`, seed 1\n")[1]
+    assert "shared with seed 0's set" in seed1_part and "| base | base |" not in seed1_part
 
 
 def test_runs_on_different_eval_sets_are_refused(runs, tiny_model_dirs):

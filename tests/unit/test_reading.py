@@ -63,3 +63,26 @@ def test_a_pair_stored_the_other_way_round_is_read_with_its_sign_flipped():
     flipped = [_pair("sept", "pst", -0.05, -0.10, -0.004, 0.06)]
     [line] = [x for x in reading(ROWS[:5], flipped) if x.startswith("- pst vs sept")]
     assert "+5.0 points, 95% CI [+0.4, +10.0]" in line
+
+
+def test_across_seeds_gives_each_seed_its_em_and_delta_and_their_mean_and_spread():
+    from pst_core.compare import across_seeds
+    from pst_core.report import seeds_reading
+
+    rows = [r | {"experiment": "x", "seed": s} for s in (0, 1) for r in ROWS]
+    rows = [r | {"em": 0.76} if (r["method"], r["seed"], r["round"]) == ("pst", 1, 2) else r
+            for r in rows]
+    pairs = [d | {"experiment": "x", "seed": s} for s in (0, 1) for d in PAIRS]
+    spread = across_seeds(rows, pairs)
+    assert {a["method"] for a in spread} == {"pst", "pst-uniform", "sept", "majority"}
+    [pst] = [a for a in spread if a["method"] == "pst"]
+    assert pst["em"] == [0.80, 0.76] and abs(pst["em_spread"] - 0.04) < 1e-12
+    [line] = [x for x in seeds_reading(spread) if x.startswith("- pst,")]
+    assert line == ("- pst, qwen on math (x), seeds 0, 1, round 2/2: EM 80.0% and 76.0%, mean "
+                    "78.0%, spread 4.0 points; vs sept +5.0 [+0.4, +10.0] (p = 0.060) and +5.0 "
+                    "[+0.4, +10.0] (p = 0.060), mean +5.0 points.")
+    [sept] = [x for x in seeds_reading(spread) if x.startswith("- sept,")]
+    assert "vs sept" not in sept
+    # majority pairs as (sept, majority): read the other way round
+    [majority] = [a for a in spread if a["method"] == "majority"]
+    assert [d["delta_em"] for d in majority["vs_rival"]] == [-0.05, -0.05]
