@@ -64,8 +64,8 @@ def log_comparison(
 ) -> str:
     """Log a comparison as one MLflow run (tag ``pst.kind=comparison``) in the runs' experiment.
 
-    Params name the compared run directories and the seed; metrics are ``<name>/<method>/<peer>/<benchmark>``
-    with the round as step (EM, delta vs base and its interval, GV gap), and
+    Params name the compared run directories and the seed; metrics are
+    ``<name>/<method>/<peer>/<benchmark>`` with the round as step (EM, delta vs base and its interval, GV gap), and
     ``<name>/<method>-vs-<other>/<peer>/<benchmark>`` for the paired differences between trained
     methods; the report, its CSV and plot are artifacts. Returns the MLflow run id.
     """
@@ -98,14 +98,17 @@ def write_report(
     sets: list[tuple[list[Run], pa.Table]], out: Path, command: str, notes: Path | None = None
 ) -> dict[str, Path]:
     """Write ``out`` (Markdown), ``out`` with .csv (every set's rows), and an EM plot per config
-    set and seed in ``img/`` beside it: ``<stem>-em.png`` for one set, ``<stem>-<experiment>-em.png``
-    (key ``plot <experiment>``) for several, ``-seed<N>`` appended where an experiment has
-    several seeds."""
+    set and seed in ``img/`` beside it: ``<stem>-em.png`` for one set,
+    ``<stem>-<experiment>-em.png`` (key ``plot <experiment>``) for several, ``-seed<N>`` (key
+    `` seed <N>``) appended where an experiment has several seeds."""
     paths = {"markdown": out, "csv": out.with_suffix(".csv")}
     plots = []
-    for label, (runs, table) in zip(set_labels(sets), sets):
-        key, stem = ("plot", out.stem.lower()) if len(sets) == 1 else (
-            f"plot {label}", f"{out.stem.lower()}-{label.replace(', seed ', '-seed')}")
+    for (experiment, seed), (runs, table) in zip(set_names(sets), sets):
+        key, stem = f"plot {experiment}", f"{out.stem.lower()}-{experiment}"
+        if seed is not None:
+            key, stem = f"{key} seed {seed}", f"{stem}-seed{seed}"
+        if len(sets) == 1:
+            key, stem = "plot", out.stem.lower()
         paths[key] = out.parent / "img" / f"{stem}-em.png"
         plots.append(paths[key])
         plot_em(table, paths[key])
@@ -172,17 +175,17 @@ def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return center - half, center + half
 
 
-def set_labels(sets: list[tuple[list[Run], pa.Table]]) -> list[str]:
-    """Each set's name: its experiment, with ", seed <N>" where the experiment has several."""
+def set_names(sets: list[tuple[list[Run], pa.Table]]) -> list[tuple[str, int | None]]:
+    """Each set's (experiment, seed), the seed None unless the experiment has several."""
     experiments = [runs[0].cfg.experiment for runs, _ in sets]
-    return [e + (f", seed {set_seed(runs)}" if experiments.count(e) > 1 else "")
+    return [(e, set_seed(runs) if experiments.count(e) > 1 else None)
             for e, (runs, _) in zip(experiments, sets)]
 
 
-def _heading(label: str) -> str:
-    """A set's label as a heading: the experiment in code, the seed (if any) in words."""
-    experiment, _, seed = label.partition(", ")
-    return f"`{experiment}`" + (f", {seed}" if seed else "")
+def _heading(name: tuple[str, int | None]) -> str:
+    """A set's name as a heading: the experiment in code, then its seed if it has a name."""
+    experiment, seed = name
+    return f"`{experiment}`" + ("" if seed is None else f", seed {seed}")
 
 
 def render_markdown(
@@ -200,12 +203,12 @@ def render_markdown(
         f"[{paths['csv'].name}]({paths['csv'].name})."),
         "",
     ]
-    labels = set_labels(sets)
+    names = set_names(sets)
     pairs = [pairwise(runs) for runs, _ in sets]
     lines += ["## Reading", ""]
-    for label, (_, table), set_pairs in zip(labels, sets, pairs):
+    for name, (_, table), set_pairs in zip(names, sets, pairs):
         if len(sets) > 1:
-            lines += [f"### Set {_heading(label)}", ""]
+            lines += [f"### Set {_heading(name)}", ""]
         lines += [*reading(table.to_pylist(), set_pairs), ""]
     spread = seeds_reading(across_seeds([r for _, t in sets for r in t.to_pylist()],
                                         [d for set_pairs in pairs for d in set_pairs]))
@@ -213,12 +216,12 @@ def render_markdown(
         lines += ["### Across seeds", "", *spread, ""]
     if notes:
         lines += ["## What it means", "", notes.strip(), ""]
-    for label, (runs, table), set_pairs, plot_path in zip(labels, sets, pairs, plots):
+    for name, (runs, table), set_pairs, plot_path in zip(names, sets, pairs, plots):
         plot = plot_path.relative_to(paths["markdown"].parent).as_posix()
         if len(sets) == 1:
             lines += _set_sections(runs, table, set_pairs, plot, "##")
         else:
-            lines += [f"## Set {_heading(label)}", "",
+            lines += [f"## Set {_heading(name)}", "",
                       *_set_sections(runs, table, set_pairs, plot, "###")]
     return "\n".join(lines)
 
