@@ -65,9 +65,10 @@ def log_comparison(
     """Log a comparison as one MLflow run (tag ``pst.kind=comparison``) in the runs' experiment.
 
     Params name the compared run directories and the seed; metrics are
-    ``<name>/<method>/<peer>/<benchmark>`` with the round as step (EM, delta vs base and its interval, GV gap), and
-    ``<name>/<method>-vs-<other>/<peer>/<benchmark>`` for the paired differences between trained
-    methods; the report, its CSV and plot are artifacts. Returns the MLflow run id.
+    ``<name>/<method>/<peer>/<benchmark>`` with the round as step (EM, delta vs base and its
+    interval, GV gap), and ``<name>/<method>-vs-<other>/<peer>/<benchmark>`` for the paired
+    differences between trained methods; the report, its CSV and plot are artifacts. Returns the
+    MLflow run id.
     """
     first = runs[0].cfg
     client = mlflow_client(tracking_uri or default_tracking_uri(first.output_dir))
@@ -98,17 +99,19 @@ def write_report(
     sets: list[tuple[list[Run], pa.Table]], out: Path, command: str, notes: Path | None = None
 ) -> dict[str, Path]:
     """Write ``out`` (Markdown), ``out`` with .csv (every set's rows), and an EM plot per config
-    set and seed in ``img/`` beside it: ``<stem>-em.png`` for one set,
-    ``<stem>-<experiment>-em.png`` (key ``plot <experiment>``) for several, ``-seed<N>`` (key
-    `` seed <N>``) appended where an experiment has several seeds."""
+    set in ``img/`` beside it: ``<stem>-em.png`` (key ``plot``) for one set, else
+    ``<stem>-<experiment>-em.png`` (key ``plot <experiment>``), or
+    ``<stem>-<experiment>-seed<N>-em.png`` (key ``plot <experiment> seed <N>``) where an experiment
+    has several seeds."""
     paths = {"markdown": out, "csv": out.with_suffix(".csv")}
     plots = []
-    for (experiment, seed), (runs, table) in zip(set_names(sets), sets):
-        key, stem = f"plot {experiment}", f"{out.stem.lower()}-{experiment}"
-        if seed is not None:
-            key, stem = f"{key} seed {seed}", f"{stem}-seed{seed}"
+    for (experiment, seed), (_, table) in zip(set_names(sets), sets):
         if len(sets) == 1:
             key, stem = "plot", out.stem.lower()
+        else:
+            key, stem = f"plot {experiment}", f"{out.stem.lower()}-{experiment}"
+            if seed is not None:
+                key, stem = f"{key} seed {seed}", f"{stem}-seed{seed}"
         paths[key] = out.parent / "img" / f"{stem}-em.png"
         plots.append(paths[key])
         plot_em(table, paths[key])
