@@ -113,9 +113,12 @@ def _answer_from_phrase(raw: str) -> str | None:
 
     A number with decoration becomes the number; a LaTeX expression without prose around it
     (``\\frac{14}{3}``) or a fraction is kept; text without a number (the literal ``N`` that
-    weak models copy from the prompt) is no answer.
+    weak models copy from the prompt) is no answer, and so is an expression that opens a brace
+    it never closes (``\\(\\boxed{56``: the response was cut off at the token limit).
     """
     s = raw.strip().strip("*").strip()
+    if s.count("{") > s.count("}"):
+        return None
     inner = _braced_after(s, r"\boxed")
     if inner:
         return _canonical(inner[-1])

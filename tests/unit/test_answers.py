@@ -16,6 +16,9 @@ from pst_core.answers import extract_answer, is_equivalent
         ("I think 5 apples and 6 pears", "6", "last_number"),
         ("The answer is N", None, None),  # the template copied literally is no answer
         ("no digits at all", None, None),
+        # cut off at the token limit inside the box: no answer_is answer, the fallback decides
+        ("7 boxes of 8 hold 56.\nThe answer is: \\(\\boxed{", "56", "last_number"),
+        ("So 7 x 8 = 54.\nThe answer is: \\(\\boxed{56", "56", "last_number"),
     ],
 )
 def test_extract_rules(text, answer, rule):
