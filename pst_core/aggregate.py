@@ -24,6 +24,11 @@ Agreement in a chain cannot tell copying from being right; the earliest carrier 
 that worked the answer out: on the same answers it made Qwen's own responses the targets on
 58 of 64 questions, and the round took Qwen to 75.2% (docs/RESULTS.md).
 
+With ``vote`` and ``reliable``, a response cut off at the token limit is the target only when
+no carrier of the winning answer finished: extraction may still read its answer (the last
+number), but as a target, with the end-of-sequence token training appends, it would teach the
+model to stop mid-solution.
+
 The ``gold_match`` column is an audit filled by ``audit_gold`` after aggregation, from the
 dataset's gold answers; no later stage reads it (``training_view`` drops it).
 """
@@ -136,7 +141,7 @@ def _reliable(
     best = candidates[0]
     if best.posterior < min_share:
         return None, 0, f"winning share {best.posterior:.2f} below min_share {min_share:g}"
-    carriers = [table_rows[i] for i in best.rows]  # most reliable first
+    carriers = _finished_carriers([table_rows[i] for i in best.rows])  # most reliable first
     chosen = carriers[0] if representative == "reliable" else min(
         carriers, key=lambda r: r["position"])
     return chosen, len(best.rows), ""
@@ -149,7 +154,12 @@ def _vote(rows: list[dict], representative: str) -> tuple[dict | None, int]:
         return None, 0
     best = max(groups, key=lambda g: (len(g), max(r["position"] for r in g)))
     pick = max if representative == "latest" else min
-    return pick(best, key=lambda r: r["position"]), len(best)
+    return pick(_finished_carriers(best), key=lambda r: r["position"]), len(best)
+
+
+def _finished_carriers(carriers: list[dict]) -> list[dict]:
+    """The carriers whose response finished (not cut off at the token limit), or all of them."""
+    return [r for r in carriers if r["finish_reason"] != "length"] or carriers
 
 
 def _last(rows: list[dict]) -> tuple[dict | None, int]:

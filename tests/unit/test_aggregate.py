@@ -58,3 +58,18 @@ def test_gold_audit_is_separate_and_not_in_the_training_view():
 def test_earliest_representative_keeps_the_first_carrier():
     row = aggregate_responses(responses(["7", "8", "7"]), representative="earliest")[0].to_pylist()[0]
     assert (row["answer"], row["source_peer"], row["votes"]) == ("7", "p0", 2)
+
+
+def test_a_cut_off_carrier_is_the_target_only_when_no_carrier_finished():
+    table = responses(["7", "7", "7", "8"], ["5", "5", "6"])
+    cut = {("q0", 0), ("q0", 2), ("q1", 0), ("q1", 1)}  # cut off at the token limit
+    table = table.set_column(
+        table.schema.get_field_index("finish_reason"), "finish_reason",
+        pa.array(["length" if (r["question_id"], r["position"]) in cut else "stop"
+                  for r in table.to_pylist()]))
+    for representative, source in (("earliest", "p1"), ("latest", "p1")):
+        q0, q1 = aggregate_responses(table, representative=representative)[0].to_pylist()
+        assert (q0["answer"], q0["source_peer"], q0["votes"]) == ("7", source, 3)
+        # no carrier of q1's "5" finished: the rule's own pick among the cut-off ones
+        assert (q1["answer"], q1["source_peer"]) == ("5", "p0" if representative == "earliest"
+                                                     else "p1")

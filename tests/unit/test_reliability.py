@@ -159,6 +159,18 @@ def test_most_reliable_carrier_is_the_target_and_ties_go_to_the_more_reliable_pe
     assert aggregate_responses(responses, "vote")[0].to_pylist()[1]["answer"] == "2"
 
 
+def test_a_cut_off_carrier_gives_way_to_one_that_finished():
+    responses = responses_table({"q0": {"p0": "7", "p1": "8", "p2": "7.0"}})
+    cut = ["length" if peer == "p0" else "stop" for peer in responses.column("peer").to_pylist()]
+    responses = responses.set_column(responses.schema.get_field_index("finish_reason"),
+                                     "finish_reason", pa.array(cut))
+    reliability = reliability_of(p0=0.6, p1=0.9, p2=0.3)
+    for representative in ("reliable", "earliest"):
+        row = aggregate_responses(responses, "reliable", representative,
+                                  reliability=reliability)[0].to_pylist()[0]
+        assert (row["answer"], row["source_peer"], row["votes"]) == ("7.0", "p2", 2)
+
+
 def test_a_missing_answer_moves_no_posterior_and_counts_as_wrong():
     gold, answers = simulate({"a": 0.8, "b": 0.6, "c": 0.5}, 150, seed=11,
                              answer_rate={"a": 0.5})
