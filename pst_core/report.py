@@ -410,11 +410,11 @@ def _against_rivals(last: dict, pairs: list[dict]) -> list[str]:
     out = []
     for peer, benchmark in sorted({(k[1], k[2]) for k in last}):
         here = {m: r for (m, p, b), r in last.items() if (p, b) == (peer, benchmark)}
-        selfish = [m for m in here if REGISTRY[m].teacher == "self"]
+        selfish = [m for m in here if REGISTRY[m].taught_by == "self"]
         if not selfish:
             continue
         rival = max(selfish, key=lambda m: (here[m]["em"], -_order(m)))
-        for method in sorted((m for m in here if REGISTRY[m].teacher == "peers"), key=_order):
+        for method in sorted((m for m in here if REGISTRY[m].taught_by == "peers"), key=_order):
             d = delta.get((method, rival, peer, benchmark))
             if d is None:
                 continue

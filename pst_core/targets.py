@@ -9,6 +9,7 @@ same evaluation), so methods differ only in how targets are chosen, all without 
 - ``sept`` (SePT): each model's own low-temperature response, unweighted, unfiltered.
 - ``majority`` (LMSI / SRT style): each model's samples that carry its own majority answer,
   for questions where that answer's share reaches ``min_agreement``.
+- ``distill``: one teacher peer's own answers (finished, with an answer), weight 1.
 
 The ``gold_match`` column is the pseudo-label audit (filled by ``audit_gold`` afterwards), never
 read by training.
@@ -20,6 +21,7 @@ import pyarrow as pa
 
 from pst_core.aggregate import training_view
 from pst_core.answers import group_answers
+from pst_core.generate import RESPONSES_SCHEMA
 
 TARGETS_SCHEMA = pa.schema(
     [
@@ -57,6 +59,14 @@ def own_targets(responses: pa.Table, peer: str, weights: dict[str, float] | None
         if weights is None or r["question_id"] in weights
     ]
     return pa.Table.from_pylist(rows, schema=TARGETS_SCHEMA)
+
+
+def teacher_targets(responses: pa.Table, peer: str) -> pa.Table:
+    """Distill: the teacher's responses that give an answer and finished (a response cut off at
+    the token limit would teach stopping mid-solution, as PST's aggregate avoids)."""
+    usable = [r for r in responses.to_pylist()
+              if r["answer"] is not None and r["finish_reason"] != "length"]
+    return own_targets(pa.Table.from_pylist(usable, schema=RESPONSES_SCHEMA), peer)
 
 
 def majority_targets(

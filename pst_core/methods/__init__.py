@@ -9,19 +9,22 @@ from typing import Annotated, Union
 from pydantic import Field
 
 from pst_core.methods.base import Base
+from pst_core.methods.distill import Distill
 from pst_core.methods.majority import Majority
 from pst_core.methods.method import Method
-from pst_core.methods.pst import PST, PSTPaper, PSTRobust, PSTUniform
+from pst_core.methods.pst import PST, PSTPaper, PSTRobust, PSTShuffled, PSTUniform
 from pst_core.methods.sept import SePT
 
 REGISTRY: dict[str, type[Method]] = {
     "base": Base,
     "pst": PST,
     "pst-uniform": PSTUniform,
+    "pst-shuffled": PSTShuffled,
     "pst-paper": PSTPaper,
     "pst-robust": PSTRobust,
     "sept": SePT,
     "majority": Majority,
+    "distill": Distill,
 }
 
 MethodConfig = Annotated[Union[tuple(REGISTRY.values())], Field(discriminator="name")]  # noqa: UP007

@@ -27,7 +27,7 @@ class Method(Section):
 
     name: str
     trains: ClassVar[bool] = True  # False: the method is its round 0 evaluation (base)
-    teacher: ClassVar[str] = "self"  # whose answers make the targets: "self" or "peers" (PST)
+    taught_by: ClassVar[str] = "self"  # whose answers make the targets: "self" or "peers"
 
     @property
     def eval_temperatures(self) -> tuple[float, ...]:

@@ -1,5 +1,5 @@
-"""The PST family (DESIGN.md steps 1-4): ``pst``, its ablation ``pst-uniform``, the paper's
-reading ``pst-paper`` and ``pst-robust`` (beyond the paper).
+"""The PST family: ``pst``, its ablations ``pst-uniform`` (no weights) and ``pst-shuffled``
+(weights permuted), the paper's reading ``pst-paper`` and ``pst-robust`` (beyond the paper).
 
 Peers answer each question in turn, each seeing the earlier answers (``pst_core.peers``); each
 peer's label-free reliability is estimated from the round's answers (``pst_core.reliability``);
@@ -16,6 +16,7 @@ writes an empty part without loading its model), so the plan never depends on a 
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
@@ -119,7 +120,7 @@ class PeerRounds(Method):
     """What the PST family shares: the answering order, the turns, the peers' reliability, the
     aggregate, and targets (the reference, or each peer's own turn) weighted by ``weights``."""
 
-    teacher: ClassVar[str] = "peers"
+    taught_by: ClassVar[str] = "peers"
     order: Literal["config", "rotate", "consistency"] = Field(
         "config",
         description="Peer order: config order; rotate per question; or consistency (most "
@@ -232,6 +233,20 @@ class PSTRobust(PST):
     aggregate: AggregateConfig = Field(  # earliest: see pst_core.aggregate (copiers look reliable)
         default_factory=lambda: AggregateConfig(rule="reliable", min_share=0.5,
                                                 representative="earliest"))
+
+
+class PSTShuffled(PST):
+    """pst's targets with its PMI weights permuted among each learner's examples of the round:
+    the same weights, no link to the example, so pst against it isolates what the weights'
+    assignment does (``pst-uniform`` removes the weights altogether)."""
+
+    name: Literal["pst-shuffled"] = "pst-shuffled"
+
+    def weights(self, ctx: RunContext, r: int, peer: str) -> dict[str, float]:
+        weights = super().weights(ctx, r, peer)
+        values = list(weights.values())
+        random.Random(ctx.seed(r, peer)).shuffle(values)
+        return dict(zip(weights, values))
 
 
 class PSTUniform(PeerRounds):

@@ -16,6 +16,8 @@ def run(tmp_path, model_dirs, method, rounds=1, labeled=True, **changes):
     raw = tiny_config(tmp_path, model_dirs, pool, rounds=rounds, method=method, **changes)
     if method == "majority":
         raw["method"] = {"name": "majority", "n_samples": 4, "min_agreement": 0.25}
+    if method == "distill":
+        raw |= {"method": {"name": "distill", "teacher": "llama"}, "learners": ["qwen", "gemma"]}
     return Runner(parse_config(raw)).run()
 
 
@@ -76,12 +78,44 @@ def test_base_sweeps_temperatures_and_never_trains(tmp_path, tiny_model_dirs):
         run(tmp_path, tiny_model_dirs, "base", rounds=1)
 
 
-@pytest.mark.parametrize("method", ["sept", "majority", "pst-uniform", "pst-paper", "pst-robust"])
+def test_distill_trains_learners_on_the_teachers_solo_answers(tmp_path, tiny_model_dirs):
+    layout = run(tmp_path, tiny_model_dirs, {"name": "distill", "teacher": "llama"},
+                 learners=["qwen", "gemma"], generation={"max_new_tokens": 24})
+    responses = pq.read_table(layout.responses(1)).to_pylist()
+    assert {(x["peer"], x["position"]) for x in responses} == {("llama", 0)}  # no chain
+    assert len(responses) == 6 and not layout.aggregates(1).exists()
+    usable = {x["question_id"]: x["response"] for x in responses
+              if x["answer"] is not None and x["finish_reason"] != "length"}
+    targets = pq.read_table(layout.targets(1)).to_pylist()
+    for learner in ("qwen", "gemma"):
+        mine = {t["question_id"]: t["response"] for t in targets if t["peer"] == learner}
+        assert mine == usable  # the teacher's words (teacher_targets), each learner
+    assert {t["weight"] for t in targets} <= {1.0}
+    assert sorted(p.name for p in (layout.round_dir(1) / "checkpoints").iterdir()) == [
+        "gemma", "qwen"]  # the teacher stays untuned
+
+
+def test_pst_shuffled_permutes_pst_weights_among_the_rounds_examples(tmp_path, tiny_model_dirs):
+    shuffled = run(tmp_path / "shuffled", tiny_model_dirs, "pst-shuffled", learners=["qwen"])
+    pmi = {p["question_id"]: p["weight"] for p in pq.read_table(shuffled.pmi(1)).to_pylist()}
+    targets = pq.read_table(shuffled.targets(1)).to_pylist()
+    assert sorted(t["weight"] for t in targets) == sorted(pmi.values())  # same distribution
+    assert len(set(pmi.values())) > 1, "tiny peers gave every example the same PMI weight"
+    assert [t["weight"] for t in targets] != [pmi[t["question_id"]] for t in targets]
+    plain = run(tmp_path / "plain", tiny_model_dirs, "pst", learners=["qwen"])
+    strip = lambda rows: [(t["question_id"], t["response"]) for t in rows]
+    assert strip(targets) == strip(pq.read_table(plain.targets(1)).to_pylist())
+
+
+@pytest.mark.parametrize("method", ["sept", "majority", "pst-uniform", "pst-paper", "pst-robust",
+                                    "pst-shuffled", "distill"])
 def test_no_method_reads_gold_before_evaluation(tmp_path, tiny_model_dirs, method):
     labeled = run(tmp_path / "labeled", tiny_model_dirs, method, labeled=True)
     blind = run(tmp_path / "blind", tiny_model_dirs, method, labeled=False)
     assert pq.read_table(blind.dataset("pool")).column("answer").null_count == 30
-    assert training_outputs(labeled, rounds=1) == training_outputs(blind, rounds=1)
+    trained = ("qwen", "gemma") if method == "distill" else ("llama", "qwen", "gemma")
+    assert (training_outputs(labeled, rounds=1, peers=trained)
+            == training_outputs(blind, rounds=1, peers=trained))
 
 
 def test_learners_alone_are_trained_and_evaluated(tmp_path, tiny_model_dirs):

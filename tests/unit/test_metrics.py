@@ -11,7 +11,13 @@ from pst_core.evaluate import EVAL_SCHEMA, eval_metrics
 from pst_core.generate import RESPONSES_SCHEMA
 from pst_core.metrics import round_metrics
 from pst_core.store import RunLayout, write_table
-from pst_core.targets import TARGETS_SCHEMA, aggregate_targets, majority_targets, own_targets
+from pst_core.targets import (
+    TARGETS_SCHEMA,
+    aggregate_targets,
+    majority_targets,
+    own_targets,
+    teacher_targets,
+)
 from pst_core.train import TRAIN_LOG_SCHEMA
 
 
@@ -90,6 +96,14 @@ def test_sept_targets_are_its_own_responses():
                                      RESPONSES_SCHEMA)
     targets = own_targets(responses, "p").to_pylist()
     assert [(t["response"], t["weight"]) for t in targets] == [("says 4", 1.0), ("says None", 1.0)]
+
+
+def test_distill_targets_are_the_teachers_finished_answers():
+    rows = [_response("q1", "4"), _response("q2", None), _response("q3", "7") | {
+        "finish_reason": "length"}]
+    targets = teacher_targets(pa.Table.from_pylist(rows, RESPONSES_SCHEMA), "learner").to_pylist()
+    assert [(t["question_id"], t["peer"], t["response"], t["weight"]) for t in targets] == [
+        ("q1", "learner", "says 4", 1.0)]  # q2 gives no answer, q3 was cut off
 
 
 def test_majority_targets_carry_the_majority_answer_above_the_threshold():
