@@ -106,6 +106,13 @@ class EvalConfig(Section):
     gap_limit: int | None = Field(
         None, gt=0, description="Sample the gap's responses for only the first N questions of "
         "each benchmark (the gap costs n_samples generations per question; EM uses them all).")
+    gap_rounds: Literal["all", "last", "none"] = Field(
+        "all", description="Rounds whose evaluation samples the GV gap's responses: every "
+        "round, only the last (greedy EM stays every round: the gap's samples and their "
+        "verification are most of an evaluation's cost), or none.")
+    gap_benchmarks: list[str] | None = Field(
+        None, description="Benchmarks (data.eval names) whose evaluation samples the GV gap; "
+        "null: all of them.")
     initial: bool = Field(
         True, description="Evaluate the untuned peers as round 0. Off for a method run whose "
         "round 0 comes from a `base` run on the same eval set (`pst compare` takes it there).")
@@ -178,7 +185,17 @@ class ExperimentConfig(Section):
         unknown = sorted(set(self.learners or []) - {p.name for p in self.peers})
         if unknown:
             raise ValueError(f"learners {', '.join(unknown)} are not peer names")
+        benchmarks = {spec.name for spec in self.data.eval}
+        unknown = sorted(set(self.eval.gap_benchmarks or []) - benchmarks)
+        if unknown:
+            raise ValueError(f"eval.gap_benchmarks {', '.join(unknown)} are not data.eval names "
+                             f"({', '.join(sorted(benchmarks)) or 'none'})")
         return self
+
+    def samples_gap(self, r: int, benchmark: str) -> bool:
+        """Whether round r's evaluation on ``benchmark`` samples the GV gap's responses."""
+        rounds = {"all": True, "last": r == self.rounds, "none": False}[self.eval.gap_rounds]
+        return rounds and (self.eval.gap_benchmarks is None or benchmark in self.eval.gap_benchmarks)
 
     @property
     def learner_names(self) -> list[str]:

@@ -332,7 +332,8 @@ class Evaluate(Step):
         spec = next(s for s in ctx.cfg.data.eval if s.name == self.benchmark)
         wanted = select_split(ctx.dataset(spec), spec.split or "eval",
                               ctx.cfg.eval.limit or spec.limit)
-        gap = wanted.slice(0, ctx.cfg.eval.gap_limit)
+        gap = wanted.slice(0, ctx.cfg.eval.gap_limit if ctx.cfg.samples_gap(
+            self.round, self.benchmark) else 0)
         if not self.output(ctx).exists():
             return wanted, gap
         done = read_table(self.output(ctx), EVAL_SCHEMA).select(["question_id", "kind"])

@@ -166,3 +166,25 @@ def test_more_evaluation_resumes_the_run_and_evaluates_only_what_is_missing(
     assert metrics["n_questions"] == 5
     raw["train"] = raw["train"] | {"lora_r": 2}
     assert Runner(parse_config(raw)).layout.root != first.root  # training changed: a new run
+
+
+def test_the_gap_is_sampled_only_at_the_rounds_and_benchmarks_the_config_names(
+        tmp_path, tiny_model_dirs):
+    pool = write_pool(tmp_path / "pool.jsonl", labeled=True)
+    raw = tiny_config(tmp_path, tiny_model_dirs, pool, learners=["qwen"])
+    raw["data"]["eval"].append({"name": "greedy-only", "benchmark": "synthetic",
+                                "synthetic": {"n": 40}, "limit": 2})
+    raw["eval"] |= {"gap_rounds": "last", "gap_benchmarks": ["synthetic-eval"]}
+    layout = Runner(parse_config(raw)).run()
+    for r in (0, 1, 2):
+        evals = pq.read_table(layout.eval(r)).to_pylist()
+        sampled = {x["benchmark"] for x in evals if x["kind"] == "sample"}
+        assert sampled == ({"synthetic-eval"} if r == 2 else set())
+        assert {x["benchmark"] for x in evals if x["kind"] == "greedy"} == {
+            "synthetic-eval", "greedy-only"}  # EM every round
+        gap = {m["benchmark"]: m["value"] for m in pq.read_table(layout.metrics(r)).to_pylist()
+               if m["name"] == "gv_gap_abs"}
+        assert (gap["synthetic-eval"] == gap["synthetic-eval"]) == (r == 2)  # NaN without samples
+    raw["eval"] |= {"gap_benchmarks": ["nope"]}
+    with pytest.raises(Exception, match="eval.gap_benchmarks nope are not data.eval names"):
+        parse_config(raw)
