@@ -3,11 +3,11 @@
 The tiny models (``pst_core.models.tiny``) are real transformers models (Llama, Qwen2, Gemma3
 architectures) with a real BPE tokenizer trained on the project's synthetic word problems, saved
 to disk and loaded through the project's own loading code. They answer nonsense, but they
-exercise every mechanism in seconds on a CPU, without ../shared.
+exercise every mechanism in seconds on a CPU.
 
 Tiers: plain ``python -m pytest`` runs the unit tier (tests/unit: tiny models, pure functions,
 about a minute); ``python -m pytest --integration`` adds tests/integration (whole runs on tiny
-models, the benchmark copies in ../shared, the real SmolLM2) and tests/flows (Prefect, MLflow,
+models, the benchmark copies in data/benchmarks, the real SmolLM2) and tests/flows (Prefect, MLflow,
 servers, a browser). CI runs both.
 """
 

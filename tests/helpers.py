@@ -1,6 +1,6 @@
 """Helpers shared by test files (fixtures live in the conftest.py files): tiny experiment
 configs, a pool written from the project's own synthetic generator, the training-side outputs
-of a run, the benchmark copies in ../shared, and waiting on servers."""
+of a run, the benchmark copies in data/benchmarks, and waiting on servers."""
 
 from __future__ import annotations
 
@@ -12,19 +12,15 @@ import urllib.request
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 from pst_core.data.synthetic import generate_problems
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "data" / "benchmarks"
 
 
 def benchmark_path(name: str) -> Path:
-    """A benchmark copy in ../shared (integration tier only: a bare clone lacks it)."""
-    path = BENCHMARKS / f"{name}.jsonl"
-    if not path.exists():
-        pytest.skip(f"benchmark copy not found at {path}")
-    return path
+    """A benchmark copy shipped in data/benchmarks (SOURCES.md there)."""
+    return BENCHMARKS / f"{name}.jsonl"
 
 
 def read_benchmark(name: str) -> list[dict]:

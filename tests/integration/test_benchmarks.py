@@ -1,5 +1,5 @@
-"""The benchmark copies in ../shared/data/benchmarks: they load, split, and their golds are
-read and matched as the answer rules intend (skipped where ../shared is absent)."""
+"""The benchmark copies in data/benchmarks: they load, split, and their golds are read and
+matched as the answer rules intend."""
 
 from pst_core.answers import extract_answer, is_equivalent, matches_gold
 from pst_core.config import DatasetConfig
