@@ -37,6 +37,7 @@ COMPARISON_SCHEMA = pa.schema(
     [
         pa.field("experiment", pa.string(), nullable=False),  # the config set
         pa.field("seed", pa.int64(), nullable=False),  # its trained runs' seed (base is shared)
+        pa.field("rounds", pa.int64(), nullable=False),  # its trained runs' number of rounds
         pa.field("method", pa.string(), nullable=False),
         pa.field("run", pa.string(), nullable=False),
         pa.field("peer", pa.string(), nullable=False),
@@ -103,43 +104,63 @@ def load_run(root: str | Path) -> Run:
 
 
 def check_comparable(runs: list[Run]) -> None:
-    """Refuse runs that were not evaluated on the same questions with the same judge, or whose
-    trained runs differ in seed (the reference, untrained, may come from another seed)."""
+    """Refuse runs whose greedy answers were not scored on the same questions with the same judge
+    and token budget, or whose trained runs differ in seed or number of rounds (the reference,
+    untrained, may come from another seed). The GV gap's settings may differ between runs (a
+    run may sample it at the last round only, or not at all): its table shows each run's own."""
     first = runs[0]
     same = lambda cfg: (
         [d.model_dump() for d in cfg.data.eval], cfg.answers.model_dump(),
-        cfg.eval.model_dump(exclude={"initial"}))
+        cfg.eval.model_dump(include={"max_new_tokens", "limit"}))
     for run in runs[1:]:
         if same(run.cfg) != same(first.cfg):
             raise ConfigError(
-                f"{run.root}: not comparable with {first.root}: data.eval, answers or eval "
-                "differ (compare runs of one config set, e.g. data/configs/offline/)")
-    if len({r.cfg.seed for r in runs if r.trains}) > 1:
-        raise ConfigError(f"{runs[0].root.parent}: trained runs of several seeds given to one "
-                          "comparison: compare each seed apart (config_sets groups them)")
-    references = [r.method for r in runs if not r.trains]
-    if len(references) > 1:
-        raise ConfigError(f"{len(references)} untrained runs given ({', '.join(references)}): "
-                          "deltas need exactly one reference")
+                f"{run.root}: not comparable with {first.root}: data.eval, answers or the eval "
+                "budget differ (compare runs of one config set, e.g. data/configs/offline/)")
+    trained = [r for r in runs if r.trains]
+    if len({(r.cfg.seed, r.cfg.rounds) for r in trained}) > 1:
+        raise ConfigError(f"{runs[0].root.parent}: trained runs of several seeds or round counts "
+                          "given to one comparison: compare each apart (config_sets groups them)")
+    references = {}
+    for r in runs:
+        if not r.trains:
+            for peer in r.cfg.learner_names:
+                if peer in references:
+                    raise ConfigError(f"two untrained runs evaluate {peer} ({references[peer]}, "
+                                      f"{r.root}): deltas need exactly one reference per peer")
+                references[peer] = r.root
 
 
 def config_sets(runs: list[Run]) -> list[list[Run]]:
-    """The runs grouped by experiment and seed (one config set and seed each), in the order
-    first given. A seed without an untrained run shares its experiment's: the untuned model is
-    every seed's reference (its seed only drew its sampled answers)."""
-    sets: dict[tuple[str, int], list[Run]] = {}
+    """The trained runs grouped by experiment, seed and number of rounds (one config set each), in
+    the order first given, each with its experiment's untrained runs in front: the untuned
+    model is every set's reference (a seed only draws its sampled answers). Untrained runs of an
+    experiment without trained runs form a set of their own."""
+    sets: dict[tuple, list[Run]] = {}
+    references: dict[str, list[Run]] = {}
     for run in runs:
-        sets.setdefault((run.cfg.experiment, run.cfg.seed), []).append(run)
-    for (experiment, _), group in sets.items():
-        if all(r.trains for r in group):
-            group[:0] = [r for (e, _), g in sets.items() if e == experiment
-                         for r in g if not r.trains][:1]
-    return list(sets.values())
+        if run.trains:
+            sets.setdefault((run.cfg.experiment, run.cfg.seed, run.cfg.rounds), []).append(run)
+        else:
+            references.setdefault(run.cfg.experiment, []).append(run)
+            sets.setdefault((run.cfg.experiment,), [])
+    out = []
+    for key, group in sets.items():
+        trained_here = any(k[0] == key[0] and len(k) > 1 for k in sets)
+        if len(key) == 1 and trained_here:
+            continue
+        out.append([*references.get(key[0], []), *group])
+    return out
 
 
 def set_seed(runs: list[Run]) -> int:
     """The seed of a set's trained runs (its reference's when nothing was trained)."""
     return next((r.cfg.seed for r in runs if r.trains), runs[0].cfg.seed)
+
+
+def set_rounds(runs: list[Run]) -> int:
+    """The number of rounds of a set's trained runs (0 when nothing was trained)."""
+    return next((r.cfg.rounds for r in runs if r.trains), 0)
 
 
 def reliabilities(runs: list[Run]) -> list[dict]:
@@ -179,14 +200,19 @@ def mcnemar_exact(gained: int, lost: int) -> float:
 def compare(runs: list[Run]) -> pa.Table:
     """The comparison table (``COMPARISON_SCHEMA``), one row per method, peer, benchmark, round."""
     check_comparable(runs)
-    seed = set_seed(runs)
-    base = next((r for r in runs if not r.trains), None)
-    reference = _best_decoding(base) if base else {}
+    seed, rounds = set_seed(runs), set_rounds(runs)
+    bases = {peer: r for r in runs if not r.trains for peer in r.cfg.learner_names}
+    reference = {}
+    for base in {id(r): r for r in bases.values()}.values():
+        reference |= {key: kind for key, kind in _best_decoding(base).items()
+                      if bases.get(key[0]) is base}
     rows = []
     for run in runs:
         evals = run.eval
-        if base is not None and run is not base and not any(x["round"] == 0 for x in evals):
-            evals = [x for x in base.eval if x["round"] == 0 and x["kind"] in ("greedy", "sample")
+        if run.trains and not any(x["round"] == 0 for x in evals):
+            evals = [x for peer in run.cfg.learner_names if peer in bases
+                     for x in bases[peer].eval if x["round"] == 0 and x["model"] == peer
+                     and x["kind"] in ("greedy", "sample")
                      ] + evals  # the shared round 0: the untuned model, as every run decodes it
         summary = {(m["round"], m["peer"], m["benchmark"]): m for m in _wide(eval_metrics(
             pa.Table.from_pylist(evals, schema=EVAL_SCHEMA)))}
@@ -194,10 +220,11 @@ def compare(runs: list[Run]) -> pa.Table:
             [m for m in run.metrics if m["peer"] is not None and m["benchmark"] is None])}
         for (r, peer, benchmark), m in sorted(summary.items()):
             kind = "greedy"
-            if run is base:
+            if not run.trains:
                 kind = reference[(peer, benchmark)]
             scored = _scored(evals, r, peer, benchmark, kind)
-            row = {"experiment": run.cfg.experiment, "seed": seed, "method": run.method,
+            row = {"experiment": run.cfg.experiment, "seed": seed, "rounds": rounds,
+                   "method": run.method,
                    "run": run.root.name, "peer": peer,
                    "benchmark": benchmark, "round": r, "n_questions": int(m["n_questions"]),
                    "em": _mean([x["correct"] for x in scored]), "gv_gap_abs": m["gv_gap_abs"],
@@ -209,8 +236,8 @@ def compare(runs: list[Run]) -> pa.Table:
                    "pseudo_label_acc": training.get((r, peer), {}).get("pseudo_label_acc"),
                    "weighted_label_acc": weighted_label_acc(
                        [t for t in run.targets if t["round"] == r and t["peer"] == peer])}
-            if base is not None and (peer, benchmark) in reference:
-                paired = _paired(scored, _scored(base.eval, 0, peer, benchmark,
+            if (peer, benchmark) in reference:
+                paired = _paired(scored, _scored(bases[peer].eval, 0, peer, benchmark,
                                                  reference[(peer, benchmark)]))
                 if paired:
                     row |= paired[1]
@@ -234,27 +261,29 @@ def pairwise(runs: list[Run]) -> list[dict]:
                              _scored(b.eval, rb, peer, benchmark, "greedy"))
             if paired:
                 out.append({"experiment": a.cfg.experiment, "seed": a.cfg.seed,
-                            "method": a.method, "other": b.method, "peer": peer,
+                            "rounds": a.cfg.rounds, "method": a.method, "other": b.method, "peer": peer,
                             "benchmark": benchmark, "round": ra, "other_round": rb,
                             "n_questions": paired[0], **paired[1]})
     return out
 
 
 def across_seeds(rows: list[dict], pairs: list[dict], rival: str = "sept") -> list[dict]:
-    """Per experiment, trained method, peer and benchmark run on more than one seed: EM at the
-    last round of each seed, their mean and spread (max minus min), and each seed's paired
-    difference against ``rival`` (None where the seed has no such run). ``rows`` are the
-    comparison tables' rows, ``pairs`` the ``pairwise`` differences, both of every seed."""
+    """Per experiment, number of rounds, trained method, peer and benchmark run on more than one
+    seed: EM at the last round of each seed, their mean and spread (max minus min), and each
+    seed's paired difference against ``rival`` (None where the seed has no such run). ``rows``
+    are the comparison tables' rows, ``pairs`` the ``pairwise`` differences, both of every
+    seed."""
     last: dict[tuple, dict[int, dict]] = {}
     for r in rows:
         if REGISTRY[r["method"]].trains:
-            by_seed = last.setdefault((r["experiment"], r["method"], r["peer"], r["benchmark"]), {})
+            key = (r["experiment"], r["rounds"], r["method"], r["peer"], r["benchmark"])
+            by_seed = last.setdefault(key, {})
             if r["seed"] not in by_seed or r["round"] > by_seed[r["seed"]]["round"]:
                 by_seed[r["seed"]] = r
-    against = {(d["experiment"], d["seed"], d["method"], d["other"], d["peer"], d["benchmark"]): d
-               for d in [*pairs, *map(flipped, pairs)]}
+    against = {(d["experiment"], d["rounds"], d["seed"], d["method"], d["other"], d["peer"],
+                d["benchmark"]): d for d in [*pairs, *map(flipped, pairs)]}
     out = []
-    for (experiment, method, peer, benchmark), by_seed in last.items():
+    for (experiment, rounds, method, peer, benchmark), by_seed in last.items():
         if len(by_seed) < 2:
             continue
         seeds = sorted(by_seed)
@@ -263,7 +292,7 @@ def across_seeds(rows: list[dict], pairs: list[dict], rival: str = "sept") -> li
             "experiment": experiment, "method": method, "peer": peer, "benchmark": benchmark,
             "seeds": seeds, "rounds": [by_seed[s]["round"] for s in seeds], "em": em,
             "em_mean": sum(em) / len(em), "em_spread": max(em) - min(em), "rival": rival,
-            "vs_rival": [against.get((experiment, s, method, rival, peer, benchmark))
+            "vs_rival": [against.get((experiment, rounds, s, method, rival, peer, benchmark))
                          for s in seeds]})
     return out
 

@@ -27,6 +27,7 @@ from pst_core.compare import (
     load_run,
     pairwise,
     reliabilities,
+    set_rounds,
     set_seed,
 )
 from pst_core.methods import REGISTRY
@@ -105,13 +106,15 @@ def write_report(
     has several seeds."""
     paths = {"markdown": out, "csv": out.with_suffix(".csv")}
     plots = []
-    for (experiment, seed), (_, table) in zip(set_names(sets), sets):
+    for (experiment, seed, rounds), (_, table) in zip(set_names(sets), sets):
         if len(sets) == 1:
             key, stem = "plot", out.stem.lower()
         else:
             key, stem = f"plot {experiment}", f"{out.stem.lower()}-{experiment}"
             if seed is not None:
                 key, stem = f"{key} seed {seed}", f"{stem}-seed{seed}"
+            if rounds is not None:
+                key, stem = f"{key} {rounds} rounds", f"{stem}-{rounds}r"
         paths[key] = out.parent / "img" / f"{stem}-em.png"
         plots.append(paths[key])
         plot_em(table, paths[key])
@@ -178,17 +181,19 @@ def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return center - half, center + half
 
 
-def set_names(sets: list[tuple[list[Run], pa.Table]]) -> list[tuple[str, int | None]]:
-    """Each set's (experiment, seed), the seed None unless the experiment has several."""
-    experiments = [runs[0].cfg.experiment for runs, _ in sets]
-    return [(e, set_seed(runs) if experiments.count(e) > 1 else None)
-            for e, (runs, _) in zip(experiments, sets)]
+def set_names(sets: list[tuple[list[Run], pa.Table]]) -> list[tuple[str, int | None, int | None]]:
+    """Each set's (experiment, seed, rounds): the seed None unless the experiment's sets have
+    several seeds, the rounds None unless they have several round counts."""
+    keys = [(runs[0].cfg.experiment, set_seed(runs), set_rounds(runs)) for runs, _ in sets]
+    several = lambda e, i: len({k[i] for k in keys if k[0] == e}) > 1  # noqa: E731
+    return [(e, s if several(e, 1) else None, r if several(e, 2) else None) for e, s, r in keys]
 
 
-def _heading(name: tuple[str, int | None]) -> str:
-    """A set's name as a heading: the experiment in code, then its seed if it has a name."""
-    experiment, seed = name
-    return f"`{experiment}`" + ("" if seed is None else f", seed {seed}")
+def _heading(name: tuple[str, int | None, int | None]) -> str:
+    """A set's name as a heading: the experiment in code, then its seed and rounds if needed."""
+    experiment, seed, rounds = name
+    return (f"`{experiment}`" + ("" if seed is None else f", seed {seed}")
+            + ("" if rounds is None else f", {rounds} round{'s' * (rounds != 1)}"))
 
 
 def render_markdown(
@@ -219,24 +224,25 @@ def render_markdown(
         lines += ["### Across seeds", "", *spread, ""]
     if notes:
         lines += ["## What it means", "", notes.strip(), ""]
+    described: set[Path] = set()
     for name, (runs, table), set_pairs, plot_path in zip(names, sets, pairs, plots):
         plot = plot_path.relative_to(paths["markdown"].parent).as_posix()
+        shared = [r for r in runs if r.root in described]
+        described |= {r.root for r in runs}
         if len(sets) == 1:
-            lines += _set_sections(runs, table, set_pairs, plot, "##")
+            lines += _set_sections(runs, table, set_pairs, plot, "##", shared)
         else:
             lines += [f"## Set {_heading(name)}", "",
-                      *_set_sections(runs, table, set_pairs, plot, "###")]
+                      *_set_sections(runs, table, set_pairs, plot, "###", shared)]
     return "\n".join(lines)
 
 
 def _set_sections(runs: list[Run], table: pa.Table, pairs: list[dict], plot: str,
-                  h: str) -> list[str]:
+                  h: str, shared: list[Run]) -> list[str]:
     """One config set's tables, plot, costs and provenance, headings at level ``h``. A reference
-    shared with another seed's set is costed and described there."""
+    ``shared`` with an earlier set is costed and described there."""
     rows = table.to_pylist()
-    seed = set_seed(runs)
-    shared = [r for r in runs if r.cfg.seed != seed]
-    runs = [r for r in runs if r.cfg.seed == seed]
+    runs = [r for r in runs if r not in shared]
     spent = costs(runs)
     lines = [
         f"{h} Exact match against the base model",
@@ -345,8 +351,8 @@ def _set_sections(runs: list[Run], table: pa.Table, pairs: list[dict], plot: str
                                  if k in m)
             lines.append(f"  - {inv['started']}: `{inv['command']}` on {where} ({versions})")
     for run in shared:
-        lines.append(f"- `{run.method}`: shared with seed {run.cfg.seed}'s set (run directory "
-                     f"`{run.root}`): this seed's round 0 and reference")
+        lines.append(f"- `{run.method}`: shared with an earlier set (run directory "
+                     f"`{run.root}`): this set's round 0 and reference")
     lines.append("")
     return lines
 

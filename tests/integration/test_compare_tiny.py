@@ -139,7 +139,7 @@ def test_a_second_seed_is_its_own_set_sharing_base_and_read_across_seeds(
     across = text.split("### Across seeds\n", 1)[1].split("\n## ", 1)[0]
     assert across.count("- sept, ") == 3 and "seeds 0, 1, round 1/1: EM " in across
     seed1_part = text.split("\n## Set `tiny`, seed 1\n")[1]
-    assert "shared with seed 0's set" in seed1_part and "| base | base |" not in seed1_part
+    assert "shared with an earlier set" in seed1_part and "| base | base |" not in seed1_part
 
 
 def test_runs_on_different_eval_sets_are_refused(runs, tiny_model_dirs):
@@ -147,3 +147,25 @@ def test_runs_on_different_eval_sets_are_refused(runs, tiny_model_dirs):
     other = run(tmp, tiny_model_dirs, "base", rounds=0, run="other", eval=EVAL | {"limit": 2})
     with pytest.raises(ConfigError, match="not comparable"):
         compare([load_run(dirs[0]), load_run(other.root)])
+
+
+def test_a_run_with_more_rounds_is_its_own_set_and_its_gap_settings_may_differ(
+        runs, tiny_model_dirs, tmp_path, monkeypatch):
+    """The same method on the same seed run for 2 rounds instead of 1 is not a duplicate of the
+    1-round run: it forms its own set, sharing base (described once); sampling its GV gap at the
+    last round only does not make it incomparable (greedy EM is what the deltas pair)."""
+    tmp, dirs = runs
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    longer = run(tmp, tiny_model_dirs, "sept", rounds=2, run="sept-2r",
+                 eval=EVAL | {"initial": False, "gap_rounds": "last"}).root
+    loaded = [load_run(d) for d in [*dirs, longer]]
+    one, two = config_sets(loaded)
+    assert [r.root for r in one] == dirs and [r.root for r in two] == [dirs[0], longer]
+    rows = compare(two).to_pylist()
+    assert {(r["method"], r["round"]) for r in rows} == {
+        ("base", 0), ("sept", 0), ("sept", 1), ("sept", 2)}
+    assert all(r["rounds"] == 2 for r in rows)
+    text = publish([*dirs, longer], tmp_path / "RESULTS.md")["markdown"].read_text()
+    assert "## Set `tiny`, 1 round\n" in text and "## Set `tiny`, 2 rounds" in text
+    assert "![EM by round](img/results-tiny-2r-em.png)" in text
+    assert text.count("| base | base |") == 1  # costed in the first set only

@@ -69,11 +69,12 @@ def test_across_seeds_gives_each_seed_its_em_and_delta_and_their_mean_and_spread
     from pst_core.compare import across_seeds
     from pst_core.report import seeds_reading
 
-    rows = [r | {"experiment": "x", "seed": s} for s in (0, 1) for r in ROWS]
+    rows = [r | {"experiment": "x", "seed": s, "rounds": 2} for s in (0, 1) for r in ROWS]
     rows = [r | {"em": 0.76} if (r["method"], r["seed"], r["round"]) == ("pst", 1, 2) else r
             for r in rows]
-    pairs = [d | {"experiment": "x", "seed": s} for s in (0, 1) for d in PAIRS]
-    spread = across_seeds(rows, pairs)
+    pairs = [d | {"experiment": "x", "seed": s, "rounds": 2} for s in (0, 1) for d in PAIRS]
+    longer = [r | {"rounds": 3, "round": 3, "em": 0.1} for r in rows if r["seed"] == 0]
+    spread = across_seeds(rows + longer, pairs)  # a 3-round run is not another seed of these
     assert {a["method"] for a in spread} == {"pst", "pst-uniform", "sept", "majority"}
     [pst] = [a for a in spread if a["method"] == "pst"]
     assert pst["em"] == [0.80, 0.76] and abs(pst["em_spread"] - 0.04) < 1e-12
