@@ -352,19 +352,24 @@ def compare(
         help="Markdown inserted verbatim as 'What it means'.")] = None,
     prefect: Annotated[bool, typer.Option(help="Run as the pst-compare Prefect flow.")] = False,
     track: Annotated[bool, typer.Option(help="Log the comparison to MLflow.")] = True,
+    prereg: Annotated[Optional[Path], typer.Option(
+        help="A pre-registration's questions (YAML, e.g. docs/preregistration.yaml), answered "
+        "first with seed-pooled intervals.")] = None,
 ):
     """Compare methods' runs: EM, GV gap and deltas vs base with paired 95% intervals."""
-    if notes is not None and not notes.is_file():
-        raise typer.BadParameter(f"{notes}: notes file not found", param_hint="--notes")
+    for option, path in (("--notes", notes), ("--prereg", prereg)):
+        if path is not None and not path.is_file():
+            raise typer.BadParameter(f"{path}: file not found", param_hint=option)
     if prefect:
         prefect_env()
         from flows.pipeline import compare_flow
 
-        files = compare_flow([str(d) for d in run_dirs], str(out), notes and str(notes), track)
+        files = compare_flow([str(d) for d in run_dirs], str(out), notes and str(notes), track,
+                             prereg and str(prereg))
     else:
         from pst_core.report import publish
 
-        files = publish(run_dirs, out, notes, track)
+        files = publish(run_dirs, out, notes, track, prereg)
     for kind, path in files.items():
         console.print(f"{kind}: {path}")
 

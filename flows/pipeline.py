@@ -105,7 +105,7 @@ def resolve_config(
 @flow(name="pst-compare")
 def compare_flow(
     run_dirs: list[str], out: str = "docs/RESULTS.md", notes: str | None = None,
-    track: bool = True,
+    track: bool = True, prereg: str | None = None,
 ) -> dict[str, str]:
     """Compare finished runs (``pst compare``): Markdown + CSV + plot, and an MLflow run.
 
@@ -114,10 +114,12 @@ def compare_flow(
         out: the Markdown report; the CSV and plot are written beside it.
         notes: a Markdown file inserted verbatim as "What it means".
         track: log the comparison to MLflow (``MLFLOW_TRACKING_URI``, else runs/mlflow.db).
+        prereg: a pre-registration's questions (YAML), answered first.
     """
     from pst_core.report import publish
 
-    return {kind: str(path) for kind, path in publish(run_dirs, out, notes, track).items()}
+    return {kind: str(path)
+            for kind, path in publish(run_dirs, out, notes, track, prereg).items()}
 
 
 logging.getLogger("pst_core").setLevel(logging.INFO)

@@ -204,7 +204,7 @@ def compare(runs: list[Run]) -> pa.Table:
     bases = {peer: r for r in runs if not r.trains for peer in r.cfg.learner_names}
     reference = {}
     for base in {id(r): r for r in bases.values()}.values():
-        reference |= {key: kind for key, kind in _best_decoding(base).items()
+        reference |= {key: kind for key, kind in best_decoding(base).items()
                       if bases.get(key[0]) is base}
     rows = []
     for run in runs:
@@ -332,7 +332,7 @@ def _last_rounds(run: Run) -> dict[tuple[str, str], int]:
     return last
 
 
-def _best_decoding(base: Run) -> dict[tuple[str, str], str]:
+def best_decoding(base: Run) -> dict[tuple[str, str], str]:
     """Base's best kind (greedy or t=<T>) per (peer, benchmark); ties go to the lower temperature."""
     best = {}
     for m in _wide(eval_metrics(pa.Table.from_pylist(base.eval, schema=EVAL_SCHEMA))):

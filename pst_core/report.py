@@ -31,6 +31,7 @@ from pst_core.compare import (
     set_seed,
 )
 from pst_core.methods import REGISTRY
+from pst_core.prereg import answer_plan, load_plan, render_answers
 from pst_core.store import atomic_path
 from pst_core.tracking import default_tracking_uri, get_or_create_experiment, mlflow_client
 
@@ -39,18 +40,22 @@ log = logging.getLogger(__name__)
 
 def publish(
     run_dirs: list[str | Path], out: str | Path, notes: str | Path | None = None,
-    track: bool = True,
+    track: bool = True, prereg: str | Path | None = None,
 ) -> dict[str, Path]:
-    """Compare the runs and write the report files (and log them to MLflow when ``track``).
+    """Compare the runs and write the report files (and log them to MLflow when ``track``);
+    ``prereg``: a pre-registration's questions (``pst_core.prereg``), answered first.
 
     MLflow holds a copy: its failure is logged as a warning, the files are complete anyway.
     """
+    plan = load_plan(prereg) if prereg else None
     runs = [load_run(d) for d in run_dirs]
     out, notes = Path(out), Path(notes) if notes else None
     command = shlex.join(["pst", "compare", *map(str, run_dirs), "--out", str(out),
-                          *(["--notes", str(notes)] if notes else [])])
+                          *(["--notes", str(notes)] if notes else []),
+                          *(["--prereg", str(prereg)] if prereg else [])])
     sets = [(group, compare(group)) for group in config_sets(runs)]
-    files = write_report(sets, out, command, notes)
+    answers = render_answers(answer_plan(plan, runs), str(prereg)) if plan else None
+    files = write_report(sets, out, command, notes, answers)
     if track:
         for group, table in sets:
             try:
@@ -97,7 +102,8 @@ def log_comparison(
 
 
 def write_report(
-    sets: list[tuple[list[Run], pa.Table]], out: Path, command: str, notes: Path | None = None
+    sets: list[tuple[list[Run], pa.Table]], out: Path, command: str, notes: Path | None = None,
+    answers: list[str] | None = None,
 ) -> dict[str, Path]:
     """Write ``out`` (Markdown), ``out`` with .csv (every set's rows), and an EM plot per config
     set in ``img/`` beside it: ``<stem>-em.png`` (key ``plot``) for one set, else
@@ -119,7 +125,8 @@ def write_report(
         plots.append(paths[key])
         plot_em(table, paths[key])
     write_csv(pa.concat_tables([table for _, table in sets]), paths["csv"])
-    text = render_markdown(sets, command, paths, plots, notes.read_text() if notes else None)
+    text = render_markdown(sets, command, paths, plots, notes.read_text() if notes else None,
+                           answers)
     with atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return paths
@@ -198,10 +205,11 @@ def _heading(name: tuple[str, int | None, int | None]) -> str:
 
 def render_markdown(
     sets: list[tuple[list[Run], pa.Table]], command: str, paths: dict[str, Path],
-    plots: list[Path], notes: str | None,
+    plots: list[Path], notes: str | None, answers: list[str] | None = None,
 ) -> str:
-    """The report: what made it, the generated reading of every set (and across seeds), the
-    notes, then each set's sections (under a heading of its own when there are several)."""
+    """The report: what made it, the pre-registered questions' answers (``answers``, rendered),
+    the generated reading of every set (and across seeds), the notes, then each set's sections
+    (under a heading of its own when there are several)."""
     experiments = ", ".join(dict.fromkeys(runs[0].cfg.experiment for runs, _ in sets))
     lines = [
         f"# Results: {experiments}",
@@ -213,6 +221,7 @@ def render_markdown(
     ]
     names = set_names(sets)
     pairs = [pairwise(runs) for runs, _ in sets]
+    lines += answers or []
     lines += ["## Reading", ""]
     for name, (_, table), set_pairs in zip(names, sets, pairs):
         if len(sets) > 1:
