@@ -200,8 +200,8 @@ def render_answers(answers: list[dict], plan_path: str) -> list[str]:
          "resampled); each seed's own difference beside it, with McNemar's p. Anything else in "
          "this report is not pre-registered."),
         "",
-        "| id | kind | question | peer | benchmark | seeds | n | estimate [95% CI] | per seed "
-        "| verdict |",
+        ("| id | kind | question | peer | benchmark | seeds | n | estimate [95% CI] | per seed "
+         "| verdict |"),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in answers:
