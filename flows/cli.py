@@ -352,7 +352,7 @@ def compare(
         help="Markdown inserted verbatim as 'What it means'.")] = None,
     prefect: Annotated[bool, typer.Option(help="Run as the pst-compare Prefect flow.")] = False,
     track: Annotated[bool, typer.Option(help="Log the comparison to MLflow.")] = True,
-    prereg: Annotated[Optional[Path], typer.Option(
+    prereg: Annotated[Path | None, typer.Option(
         help="A pre-registration's questions (YAML, e.g. docs/preregistration.yaml), answered "
         "first with seed-pooled intervals.")] = None,
 ):

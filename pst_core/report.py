@@ -192,7 +192,7 @@ def set_names(sets: list[tuple[list[Run], pa.Table]]) -> list[tuple[str, int | N
     """Each set's (experiment, seed, rounds): the seed None unless the experiment's sets have
     several seeds, the rounds None unless they have several round counts."""
     keys = [(runs[0].cfg.experiment, set_seed(runs), set_rounds(runs)) for runs, _ in sets]
-    several = lambda e, i: len({k[i] for k in keys if k[0] == e}) > 1  # noqa: E731
+    several = lambda e, i: len({k[i] for k in keys if k[0] == e}) > 1
     return [(e, s if several(e, 1) else None, r if several(e, 2) else None) for e, s, r in keys]
 
 
