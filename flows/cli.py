@@ -424,6 +424,47 @@ def preflight(
 
 @app.command()
 @_user_errors
+def weights(
+    sources: Annotated[list[Path], typer.Argument(
+        help="Run directories (their rounds are audited) or experiment YAMLs of a PST method "
+        "(a fresh round is generated and scored, nothing trained).")],
+    questions: Annotated[int | None, typer.Option(
+        min=2, help="Pool questions of a fresh round (default: the config's round).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the table as CSV.")] = None,
+):
+    """Do the PMI weights separate right from wrong targets, or copied from not copied ones?"""
+    import pyarrow as pa
+
+    from pst_core.config import load_config
+    from pst_core.pmi_audit import AUDIT_SCHEMA, audit_run, run_weight_check
+    from pst_core.report import write_csv
+
+    tables = []
+    for source in sources:
+        root = source if source.is_dir() else run_weight_check(load_config(source), questions).root
+        table = audit_run(root)
+        tables.append(table.append_column("source", pa.array([str(root)] * len(table))))
+    rows = pa.concat_tables(tables) if tables else AUDIT_SCHEMA.empty_table()
+    num = lambda v: "-" if v is None else f"{v:.2f}"
+    print("PMI weights (AUROC: the chance a right, or copied, target outweighs a wrong, or other, "
+          "one; 0.5 is no link)")
+    header = (f"{'run':<32} {'round':>5} {'peer':<14} {'targets':>7} {'right':>5} {'copied':>6} "
+              f"{'AUROC right':>11} {'AUROC copied':>12} {'weight right/wrong':>18} "
+              f"{'copied/other':>12}")
+    print(header)
+    for r in rows.to_pylist():
+        run = "/".join(Path(r["source"]).parts[-2:])
+        print(f"{run:<32} {r['round']:>5} {r['peer']:<14} {r['n_targets']:>7} {r['n_right']:>5} "
+              f"{r['n_copied']:>6} {num(r['auroc_right']):>11} {num(r['auroc_copied']):>12} "
+              f"{num(r['weight_right']) + '/' + num(r['weight_wrong']):>18} "
+              f"{num(r['weight_copied']) + '/' + num(r['weight_other']):>12}")
+    if out is not None:
+        write_csv(rows, out)
+        console.print(f"csv: {out}")
+
+
+@app.command()
+@_user_errors
 def validate(
     config: Annotated[Optional[Path], typer.Argument(help="Experiment YAML to check.")] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides.")] = None,

@@ -196,3 +196,34 @@ def test_preflight_reports_reliability_without_training(tmp_path, tiny_model_dir
     runs = list((tmp_path / "runs" / "preflight" / "tiny").iterdir())
     assert len(runs) == 1 and (runs[0] / "round_1" / "peers.parquet").exists()
     assert not list(runs[0].glob("round_1/checkpoints")) and not (runs[0] / "round_0").exists()
+
+
+def test_pst_weights_scores_a_fresh_round_and_audits_runs_without_training(
+        tmp_path, tiny_model_dirs):
+    import subprocess
+    import sys
+
+    import yaml
+
+    pool = write_pool(tmp_path / "pool.jsonl", labeled=True)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(tmp_path, tiny_model_dirs, pool,
+                                                 learners=["qwen"])))
+    out = tmp_path / "weights.csv"
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "weights", str(config),
+                             "--questions", "5", "--out", str(out)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [check] = list((tmp_path / "runs" / "weights" / "tiny").iterdir())
+    assert not list(check.glob("round_1/checkpoints")) and not (check / "round_0").exists()
+    targets = pq.read_table(check / "round_1" / "targets.parquet").to_pylist()
+    assert targets and {t["peer"] for t in targets} == {"qwen"}
+    lines = result.stdout.splitlines()
+    assert "AUROC right" in lines[1] and lines[2].split()[1:4] == ["1", "qwen", str(len(targets))]
+    assert out.read_text().splitlines()[0].startswith("round,peer,n_targets,n_right,n_copied")
+    sept = tmp_path / "sept.yaml"
+    sept.write_text(yaml.safe_dump(tiny_config(tmp_path, tiny_model_dirs, pool, method="sept")))
+    refused = subprocess.run([sys.executable, "-m", "flows.cli", "weights", str(sept)],
+                             capture_output=True, text=True, check=False)
+    assert refused.returncode != 0 and "pst weights needs a method with PMI weights" in (
+        refused.stdout + refused.stderr)

@@ -1,0 +1,37 @@
+"""The PMI weights' audit: AUROC against the gold audit and against word-for-word copying."""
+
+import pyarrow as pa
+import pytest
+
+from pst_core.generate import RESPONSES_SCHEMA
+from pst_core.pmi_audit import audit_weights, auroc
+from pst_core.targets import TARGETS_SCHEMA
+
+
+def test_auroc_counts_pairs_and_half_ties():
+    assert auroc([3, 2, 1], [True, True, False]) == 1.0
+    assert auroc([1, 2, 3], [True, True, False]) == 0.0
+    assert auroc([1, 1], [True, False]) == 0.5
+    assert auroc([2, 1, 2], [True, False, False]) == pytest.approx(0.75)
+    assert auroc([1, 2], [True, True]) is None  # no negative to compare with
+
+
+def test_copied_targets_and_right_targets_are_told_apart_by_their_weights():
+    targets = [  # the learner's target per question, its weight, and whether it is right
+        ("q1", "A says 4", 0.2, True), ("q2", "A says 5", 0.3, False),
+        ("q3", "A says 6", 1.5, True), ("q4", "A says 7", 2.0, None)]
+    mine = {"q1": "A says 4", "q2": "  A says 5\n", "q3": "I think 6", "q4": "I say 7"}
+    table = pa.Table.from_pylist(
+        [{"question_id": q, "peer": "l", "response": r, "answer": None, "weight": w,
+          "gold_match": g} for q, r, w, g in targets], TARGETS_SCHEMA)
+    responses = pa.Table.from_pylist(
+        [{"question_id": q, "peer": "l", "model": "m", "position": 1, "sample": 0, "prompt": "",
+          "response": text, "answer": None, "answer_rule": None, "n_tokens": 1,
+          "finish_reason": "stop"} for q, text in mine.items()], RESPONSES_SCHEMA)
+    [row] = audit_weights(table, responses, 2)
+    assert (row["round"], row["peer"], row["n_targets"], row["n_right"], row["n_copied"]) == (
+        2, "l", 4, 2, 2)  # q4 has no gold; q1 and q2 (whitespace aside) were copied
+    assert row["auroc_right"] == 0.5  # of the right targets, q3 outweighs the wrong q2, q1 not
+    assert row["auroc_copied"] == 0.0  # copied targets weigh less than every other
+    assert row["weight_copied"] == pytest.approx(0.25) and row["weight_other"] == pytest.approx(1.75)
+    assert row["weight_right"] == pytest.approx(0.85) and row["weight_wrong"] == pytest.approx(0.3)
