@@ -5,8 +5,9 @@ aggregate. Two questions a reviewer asks of those weights, answered per round an
 
 - do they put more weight on right targets than on wrong ones (the gold audit column, which
   training never reads)?
-- do they merely detect copying: the learner's own in-chain response equal to its target word
-  for word (with the strongest peer first, the learner often restates it)?
+- do they merely detect copying: the learner's in-chain response equal, word for word, to the
+  response of a peer that answered before it (with the strongest peer first, the learner often
+  restates it, and a target it restated is one it already predicts)?
 
 Each is an AUROC of the weight: the chance that a random target of the first kind outweighs a
 random target of the other (ties count half); 0.5 is no link. ``audit_run`` reads a finished
@@ -34,7 +35,7 @@ AUDIT_SCHEMA = pa.schema(
         pa.field("peer", pa.string(), nullable=False),
         pa.field("n_targets", pa.int32(), nullable=False),
         pa.field("n_right", pa.int32(), nullable=False),  # gold audit
-        pa.field("n_copied", pa.int32(), nullable=False),  # own in-chain response == target
+        pa.field("n_copied", pa.int32(), nullable=False),  # restated an earlier peer verbatim
         pa.field("auroc_right", pa.float64()),  # weight separating right from wrong targets
         pa.field("auroc_copied", pa.float64()),  # weight separating copied from other targets
         pa.field("weight_right", pa.float64()),  # mean weight of each kind
@@ -57,8 +58,17 @@ def auroc(scores: list[float], labels: list[bool]) -> float | None:
 
 def audit_weights(targets: pa.Table, responses: pa.Table, round_index: int) -> list[dict]:
     """One row per learner (``AUDIT_SCHEMA``) of a round's targets and responses."""
-    own = {(r["peer"], r["question_id"]): r["response"].strip()
-           for r in responses.to_pylist()}
+    chain: dict[str, list[dict]] = {}
+    for r in responses.to_pylist():
+        chain.setdefault(r["question_id"], []).append(r)
+
+    def copied(peer: str, question: str) -> bool:
+        turns = chain.get(question, [])
+        mine = [r for r in turns if r["peer"] == peer]
+        return bool(mine) and any(r["position"] < mine[0]["position"]
+                                  and r["response"].strip() == mine[0]["response"].strip()
+                                  for r in turns)
+
     rows = []
     by_peer: dict[str, list[dict]] = {}
     for t in targets.to_pylist():
@@ -67,15 +77,15 @@ def audit_weights(targets: pa.Table, responses: pa.Table, round_index: int) -> l
         audited = [t for t in mine if t["gold_match"] is not None]
         weights = [t["weight"] for t in audited]
         right = [bool(t["gold_match"]) for t in audited]
-        copied = [own.get((peer, t["question_id"])) == t["response"].strip() for t in mine]
+        restated = [copied(peer, t["question_id"]) for t in mine]
         rows.append({
             "round": round_index, "peer": peer, "n_targets": len(mine), "n_right": sum(right),
-            "n_copied": sum(copied), "auroc_right": auroc(weights, right),
-            "auroc_copied": auroc([t["weight"] for t in mine], copied),
+            "n_copied": sum(restated), "auroc_right": auroc(weights, right),
+            "auroc_copied": auroc([t["weight"] for t in mine], restated),
             "weight_right": _mean([w for w, y in zip(weights, right) if y]),
             "weight_wrong": _mean([w for w, y in zip(weights, right) if not y]),
-            "weight_copied": _mean([t["weight"] for t, c in zip(mine, copied) if c]),
-            "weight_other": _mean([t["weight"] for t, c in zip(mine, copied) if not c])})
+            "weight_copied": _mean([t["weight"] for t, c in zip(mine, restated) if c]),
+            "weight_other": _mean([t["weight"] for t, c in zip(mine, restated) if not c])})
     return rows
 
 

@@ -31,6 +31,8 @@ from pst_core.compare import (
     set_seed,
 )
 from pst_core.methods import REGISTRY
+from pst_core.methods.pst import PST
+from pst_core.pmi_audit import audit_run
 from pst_core.prereg import answer_plan, load_plan, render_answers
 from pst_core.store import atomic_path
 from pst_core.tracking import default_tracking_uri, get_or_create_experiment, mlflow_client
@@ -313,6 +315,7 @@ def _set_sections(runs: list[Run], table: pa.Table, pairs: list[dict], plot: str
             lines.append(f"| {e['method']} | {e['round']} | {e['peer']} "
                          f"| {_pct(e.get('reliability_est'))} | {_pct(e.get('agreement_rate'))} "
                          f"| {_pct(e.get('reliability_gold'))} |")
+    lines += _weights_section(runs, h)
     trained = {(r["method"], r["peer"], r["round"]): r for r in rows if r["n_targets"] is not None}
     if trained:
         lines += [
@@ -363,6 +366,35 @@ def _set_sections(runs: list[Run], table: pa.Table, pairs: list[dict], plot: str
         lines.append(f"- `{run.method}`: shared with an earlier set (run directory "
                      f"`{run.root}`): this set's round 0 and reference")
     lines.append("")
+    return lines
+
+
+def _weights_section(runs: list[Run], h: str) -> list[str]:
+    """The PMI weights' audit (``pst weights``) of every run whose method weighs by PMI."""
+    audited = [(run, row) for run in sorted(runs, key=lambda r: _order(r.method))
+               if isinstance(run.cfg.method, PST) for row in audit_run(run.root).to_pylist()]
+    if not audited:
+        return []
+    lines = [
+        "",
+        f"{h} PMI weights",
+        "",
+        ("Do the weights single out right targets, or targets the learner had copied word for "
+         "word from the peers before it (`pst weights`)? AUROC: the chance that a right (or "
+         "copied) target outweighs a wrong (or other) one, 0.5 being no link; beside it the mean "
+         "weight of each kind. Right and wrong come from the gold audit, which training never "
+         "reads."),
+        "",
+        ("| method | round | peer | targets | right | copied | AUROC right | AUROC copied "
+         "| weight right / wrong | weight copied / other |"),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run, a in audited:
+        lines.append(
+            f"| {run.method} | {a['round']} | {a['peer']} | {a['n_targets']} | {a['n_right']} "
+            f"| {a['n_copied']} | {_num2(a['auroc_right'])} | {_num2(a['auroc_copied'])} "
+            f"| {_num2(a['weight_right'])} / {_num2(a['weight_wrong'])} "
+            f"| {_num2(a['weight_copied'])} / {_num2(a['weight_other'])} |")
     return lines
 
 
@@ -485,6 +517,10 @@ def _num(v: float | None) -> str:
 def _p_is(v: float) -> str:
     """``_p`` as a predicate for a sentence: "< 0.001" or "= 0.044"."""
     return "< 0.001" if v < 0.001 else f"= {_p(v)}"
+
+
+def _num2(v: float | None) -> str:
+    return "-" if v is None or math.isnan(v) else f"{v:.2f}"
 
 
 def _int(v: float | None) -> str:
