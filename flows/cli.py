@@ -214,12 +214,14 @@ def run(
     from pst_core.config import load_config
     from pst_core.metrics import summary
     from pst_core.runner import Runner
+    from pst_core.store import check_unlocked
     from pst_core.tracking import open_tracker
 
     cfg = load_config(config, overrides or [])
     if task_runner not in ("default", "dask"):
         raise typer.BadParameter(f"--task-runner is default or dask, got {task_runner!r}")
     check_inputs(cfg, where=str(config))  # before anything is written (Runner.setup repeats it)
+    check_unlocked(Runner(cfg).layout.root)  # another process on it: refuse before Prefect starts
     if prefect:
         prefect_env()
         from flows.pipeline import pipeline_flow

@@ -1,14 +1,18 @@
 """Checks of a config's inputs that validation cannot make: do the files and models it names exist?
 
 ``pst validate``, ``pst run`` and ``Runner.setup`` call :func:`check_inputs` so that a typo in
-a path, a column or a model source fails before anything is written, not an hour into a run. It
+a path, a column or a model source fails before anything is written, not an hour into a run,
+and so that a run directory is only resumed under the config that made it. It
 is cheap: no model is loaded, a data file is read up to its first record, a GGUF up to its magic
 bytes, and nothing is fetched (a Hub id is only checked for its ``org/name`` shape).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import yaml
 
 from pst_core.errors import ConfigError, PSTError
 
@@ -34,7 +38,8 @@ def check_inputs(cfg: ExperimentConfig, where: str = "") -> None:
     from pst_core.store import RunLayout, check_output_dir
 
     layout = RunLayout.for_run(cfg.output_dir, cfg.experiment, cfg.run_name)
-    checks = [("output_dir", lambda: check_output_dir(layout.root, "run directory"))]
+    checks = [("output_dir", lambda: check_output_dir(layout.root, "run directory")),
+              ("run", lambda: check_same_run(cfg, layout.root))]
     for field, spec in [("data.pool", cfg.data.pool),
                         *[(f"data.eval.{i}", s) for i, s in enumerate(cfg.data.eval)]]:
         if not layout.dataset(spec.name).is_file():
@@ -54,3 +59,47 @@ def check_inputs(cfg: ExperimentConfig, where: str = "") -> None:
     if problems:
         prefix = f"{where}: " if where else ""
         raise ConfigError(prefix + "; ".join(problems))
+
+
+# What a resumed run may change: evaluation only (more questions, another benchmark), where to
+# write, and how many rounds (a round's tables never depend on how many follow it).
+_NOT_IDENTITY = {"run": True, "output_dir": True, "rounds": True, "eval": True,
+                 "data": {"eval"}}
+
+
+def check_same_run(cfg: ExperimentConfig, root: Path) -> None:
+    """Refuse to resume a run directory whose recorded config differs from ``cfg`` in anything
+    that shaped its tables: the old tables would be kept under the new config's name.
+
+    Raises:
+        ConfigError: the differing fields, old -> new, and how to start fresh.
+    """
+    from pst_core.config import parse_config
+
+    recorded = root / "config.yaml"
+    if not recorded.is_file():
+        return
+    try:
+        old = parse_config(yaml.safe_load(recorded.read_text(encoding="utf-8")), str(recorded))
+    except (yaml.YAMLError, AttributeError, TypeError) as e:
+        raise ConfigError(f"{recorded}: unreadable ({str(e).splitlines()[0]}); move the run "
+                          "directory away to start fresh") from None
+    before, after = (_flat(c.model_dump(mode="json", exclude=_NOT_IDENTITY)) for c in (old, cfg))
+    changed = [f"{k} {before.get(k, '(unset)')!r} -> {after.get(k, '(unset)')!r}"
+               for k in sorted(before.keys() | after.keys()) if before.get(k) != after.get(k)]
+    if changed:
+        fresh = ("set another `run:` name" if cfg.run else "the default run name follows "
+                 "the config, so this directory was named with `run:` elsewhere")
+        raise ConfigError(f"{root} was made with another config ({'; '.join(changed)}): its "
+                          f"tables belong to that one. Restore those fields to resume it, or "
+                          f"start fresh: {fresh}, or move the directory away")
+
+
+def _flat(value, prefix: str = "") -> dict[str, object]:
+    """A nested config dump as ``{"train.learning_rate": 0.0001, "peers.1.source": ...}``."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items()
+                for k, v in _flat(item, f"{prefix}{key}.").items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _flat(item, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): value}

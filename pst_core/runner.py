@@ -7,7 +7,9 @@ no file and loads no model), in waves whose steps are independent (different pee
 orchestrator may run a wave's steps in parallel. ``run_step`` skips a step whose output is
 complete and records the wall time and peak resident memory of each step it runs. Every step
 writes atomically, so killing the process anywhere and running the same command again finishes
-the run without recomputing finished work and without losing or duplicating rows.
+the run without recomputing finished work and without losing or duplicating rows. A run
+directory is bound to the config that made it (``pst_core.checks``) and held by one process at
+a time (``pst_core.store.run_lock``).
 
 The Prefect flows (``flows/pipeline.py``) run the same plan with one task per step; ``pst run
 --no-prefect`` runs it here, in this process.
@@ -41,7 +43,7 @@ from pst_core.steps import (
     Step,
     Train,
 )
-from pst_core.store import RunLayout, atomic_path, remove_stale_temporaries
+from pst_core.store import RunLayout, atomic_path, remove_stale_temporaries, run_lock
 from pst_core.targets import TARGETS_SCHEMA
 from pst_core.tracking import NullTracker, Tracker
 from pst_core.train import TRAIN_LOG_SCHEMA
@@ -132,20 +134,23 @@ class Runner:
     def run(self, run_round: Callable[[int], None] | None = None) -> RunLayout:
         """Setup, then rounds ``first_round..rounds`` (``run_round`` defaults to ``self.round``)."""
         cfg = self.ctx.cfg
-        self.setup()
-        for r in range(cfg.first_round, cfg.rounds + 1):
-            (run_round or self.round)(r)
-            try:
-                self.tracker.log_round(self.layout, r)
-            except Exception as e:  # noqa: BLE001 - tracking never stops a run
-                log.warning("tracking round %d failed (%s); log it later with `pst track %s`",
-                            r, e, self.layout.root)
+        check_inputs(cfg)  # before the lock file: a refused run writes nothing
+        with run_lock(self.layout.root):
+            self.setup()
+            for r in range(cfg.first_round, cfg.rounds + 1):
+                (run_round or self.round)(r)
+                try:
+                    self.tracker.log_round(self.layout, r)
+                except Exception as e:  # noqa: BLE001 - tracking never stops a run
+                    log.warning("tracking round %d failed (%s); log it later with `pst track %s`",
+                                r, e, self.layout.root)
         self.tracker.close()
         return self.layout
 
     def setup(self) -> None:
-        """Check the inputs; remove what a killed run left half-written; then the run's
-        config.yaml, a record of this invocation, and its ingested datasets."""
+        """Check the inputs (a run directory made under another config is refused); remove what
+        a killed run left half-written; then the run's config.yaml, a record of this invocation,
+        and its ingested datasets."""
         check_inputs(self.ctx.cfg)
         for stale in remove_stale_temporaries(self.layout.root) + remove_stale_checkpoints(
                 self.layout.root):

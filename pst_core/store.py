@@ -164,6 +164,45 @@ def cached_stage(path: str | Path, schema: pa.Schema, compute: Callable[[], pa.T
     return conform(table, schema, str(path))
 
 
+@contextmanager
+def run_lock(root: Path) -> Iterator[None]:
+    """Hold ``root/.lock`` while a process runs the run: a second process on the same run
+    directory refuses at once (two would delete each other's temporaries and write the same
+    tables). The lock is the kernel's (``flock``), so a killed process releases it.
+
+    Raises:
+        StoreError: another process holds it (its pid is named).
+    """
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    handle = open(root / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held until the end
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise StoreError(f"{root}: {holder} is running this run already; wait for it to end "
+                         "(or stop it), then run the same command to resume") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()}")
+    handle.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def check_unlocked(root: Path) -> None:
+    """Refuse (``StoreError``) if another process holds ``root``'s run lock; takes nothing."""
+    if (root / ".lock").is_file():
+        with run_lock(root):
+            pass
+
+
 @dataclass(frozen=True)
 class RunLayout:
     """Where a run's artifacts live: ``<output_dir>/<experiment>/<run>/`` (DESIGN.md)."""

@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from pst_core.config import parse_config
+
 ROOT = Path(__file__).resolve().parents[2]
 NAN = float("nan")
 
@@ -144,6 +146,15 @@ CASES = {
     "run-unknown-source": Case(
         ["run", "{config}", "peers.0.source=nosuch", "--no-prefect", "--no-track"],
         ["peers.0.source: unknown model 'nosuch'"]),
+    # a run directory is resumed only under the config that made it
+    **{f"{command}-stale-{field}": Case(
+        [command, "{config}", "run=fixed", f"{field}={value}",
+         *(["--no-prefect", "--no-track"] if command == "run" else [])],
+        ["runs/bad/fixed was made with another config", change, "set another `run:` name"])
+       for command in ("run", "validate") for field, value, change in [
+           ("train.learning_rate", "0.5", "train.learning_rate 0.0001 -> 0.5"),
+           ("peers.1.source", "smollm2-135m-instruct", "peers.1.source '"),
+           ("seed", "3", "seed 0 -> 3")]},
     # usage errors: one line too, exit 2
     "validate-without-config": Case(["validate"], ["CONFIG", "pst validate --help"], status=2),
     "compare-without-runs": Case(["compare"], ["Missing argument", "pst compare --help"],
@@ -181,6 +192,10 @@ def workspace(tmp_path, tiny_llama_dir) -> dict[str, str]:
                   for n in ("a", "b")],
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    recorded = tmp_path / "runs" / "bad" / "fixed" / "config.yaml"  # a run made before
+    recorded.parent.mkdir(parents=True)
+    recorded.write_text(yaml.safe_dump(parse_config(config | {"run": "fixed"}).model_dump(
+        mode="json")))
     return {"tmp": str(tmp_path), "model": str(tiny_llama_dir),
             "config": str(tmp_path / "config.yaml")}
 

@@ -48,6 +48,11 @@ from flows.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 
+# Like _KILLER, but waits instead: announces itself in a file, then holds the run for a minute.
+_PAUSER = _KILLER.replace(
+    "os.kill(os.getpid(), signal.SIGKILL)",
+    "open(os.environ['PST_PAUSED'], 'w').close(); __import__('time').sleep(60)")
+
 # (what is running, the rename it is killed before, the temporary that must be left)
 KILLS = [
     ("generation", "*/round_1/parts/turn1_*", "round_1/parts/.turn1_*.tmp"),
@@ -74,7 +79,7 @@ def _tables(layout) -> dict:
 
 
 def _temporaries(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob(".*"))
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*") if p.name != ".lock")
 
 
 def test_killed_run_resumes_to_the_same_tables_and_leaves_no_temporaries(tmp_path,
@@ -99,3 +104,36 @@ def test_killed_run_resumes_to_the_same_tables_and_leaves_no_temporaries(tmp_pat
     assert "(left by a killed run)" in result.stderr
     assert _temporaries(root) == []
     assert _tables(Runner(parse_config(raw)).layout) == _tables(reference)
+
+
+def test_a_second_process_on_a_running_run_refuses_and_the_first_resumes(tmp_path,
+                                                                         tiny_model_dirs):
+    import time
+
+    pool = write_pool(tmp_path / "pool.jsonl", labeled=True)
+    raw = tiny_config(tmp_path, tiny_model_dirs, pool, rounds=1, learners=["qwen"])
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    root = Runner(parse_config(raw)).layout.root
+    paused = tmp_path / "paused"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PST_PAUSED": str(paused)}
+    first = subprocess.Popen(
+        [sys.executable, "-c", _PAUSER, "*/round_1/parts/turn1_*", "run", str(config),
+         "--no-prefect", "--no-track"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not paused.exists():
+            assert first.poll() is None and time.monotonic() < deadline, "the first run ended"
+            time.sleep(0.5)
+        files = sorted(root.rglob("*"))
+        second = _pst_run(config, None)
+        assert second.returncode == 1 and "Traceback" not in second.stderr, second.stderr
+        [error] = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+        assert f"process {first.pid} is running this run already" in error
+        assert sorted(root.rglob("*")) == files  # the refused run wrote nothing
+    finally:
+        first.kill()
+        first.wait()
+    again = _pst_run(config, None)  # the kernel released the killed process's lock
+    assert again.returncode == 0, again.stderr[-3000:]

@@ -165,3 +165,44 @@ def test_peak_rss_falls_back_to_the_process_peak_without_proc(monkeypatch, tmp_p
     assert not reset_peak()
     process = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     assert process > 0 and peak_gib() == pytest.approx(process / 2**20, rel=0.05)
+
+
+def test_a_run_directory_resumes_only_under_the_config_that_made_it(tmp_path):
+    import yaml
+
+    from pst_core.checks import check_same_run
+    from pst_core.errors import ConfigError
+
+    cfg = _config(tmp_path, "pst", run="fixed")
+    root = tmp_path / "runs" / "plan" / "fixed"
+    check_same_run(cfg, root)  # nothing recorded yet
+    root.mkdir(parents=True)
+    (root / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    more = _config(tmp_path, "pst", run="fixed", rounds=3,
+                   eval={"limit": 5, "gap_rounds": "last"}, output_dir=str(tmp_path / "runs"))
+    check_same_run(more, root)  # more rounds, other evaluation: the same run
+    with pytest.raises(ConfigError, match=r"method.pmi.beta 1.0 -> 0.5; seed 0 -> 1"):
+        check_same_run(_config(tmp_path, {"name": "pst", "pmi": {"beta": 0.5}}, run="fixed",
+                               seed=1), root)
+    (root / "config.yaml").write_text("[not, a, config")
+    with pytest.raises(ConfigError, match=r"config.yaml: unreadable"):
+        check_same_run(cfg, root)
+
+
+def test_the_run_lock_admits_one_process_and_names_the_holder(tmp_path):
+    from pst_core.errors import StoreError
+    from pst_core.store import check_unlocked, run_lock
+
+    check_unlocked(tmp_path / "run")  # no lock file: nothing to check, nothing written
+    assert not (tmp_path / "run").exists()
+    with run_lock(tmp_path / "run"):
+        assert (tmp_path / "run" / ".lock").read_text().startswith("process ")
+    with run_lock(tmp_path / "run"):  # released: taken again
+        pass
+    check_unlocked(tmp_path / "run")
+    import fcntl
+
+    with open(tmp_path / "run" / ".lock", "a+") as held:  # as another process would hold it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(StoreError, match="is running this run already"):
+            check_unlocked(tmp_path / "run")
