@@ -3,7 +3,7 @@
 ``pst validate``, ``pst run`` and ``Runner.setup`` call :func:`check_inputs` so that a typo in
 a path, a column or a model source fails before anything is written, not an hour into a run,
 and so that a run directory is only resumed under the config that made it. It
-is cheap: no model is loaded, a data file is read up to its first record, a GGUF up to its magic
+is cheap: no model is loaded, a local data file is read (they are small), a GGUF up to its magic
 bytes, and nothing is fetched (a Hub id is only checked for its ``org/name`` shape).
 """
 
@@ -43,7 +43,10 @@ def check_inputs(cfg: ExperimentConfig, where: str = "") -> None:
     for field, spec in [("data.pool", cfg.data.pool),
                         *[(f"data.eval.{i}", s) for i, s in enumerate(cfg.data.eval)]]:
         if not layout.dataset(spec.name).is_file():
-            checks.append((field, lambda spec=spec: check_dataset(spec)))
+            role, split = (("data.pool", "train") if field == "data.pool"
+                           else ("evaluation set", "eval"))
+            checks.append((field, lambda spec=spec, role=role, split=split: check_dataset(
+                spec, role, spec.split or split)))
     for i, peer in enumerate(cfg.peers):
         checks.append((f"peers.{i}.source",
                        lambda peer=peer: check_source(peer.source, peer.revision)))

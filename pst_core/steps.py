@@ -30,6 +30,8 @@ from pst_core import train as training
 from pst_core.aggregate import audit_gold
 from pst_core.context import QUESTIONS_SCHEMA, RunContext
 from pst_core.data import DATASET_SCHEMA, ingest_dataset, select_split
+from pst_core.data.ingest import check_split
+from pst_core.errors import DataError
 from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA
 from pst_core.generate import RESPONSES_SCHEMA, generate_solo
 from pst_core.metrics import round_metrics
@@ -98,7 +100,11 @@ class Ingest(Step):
         return ctx.layout.dataset(self.spec.name)
 
     def run(self, ctx: RunContext) -> None:
-        write_table(ingest_dataset(self.spec)[0], self.output(ctx), DATASET_SCHEMA)
+        table = ingest_dataset(self.spec)[0]
+        pool = self.spec == ctx.cfg.data.pool  # a Hub dataset's split is known only now
+        check_split(table, self.spec, self.spec.split or ("train" if pool else "eval"),
+                    "data.pool" if pool else "evaluation set")
+        write_table(table, self.output(ctx), DATASET_SCHEMA)
 
     @property
     def title(self) -> str:  # setup, before any round
@@ -116,6 +122,9 @@ def round_sample(ctx: RunContext, r: int) -> pa.Table:
     pool = select_split(ctx.dataset(spec), spec.split or "train", spec.limit)
     pool = pool.select(["id", "question"])
     size = pool.num_rows
+    if size == 0:  # the stream below would never end
+        raise DataError(f"data.pool {spec.name!r}: no question in its {spec.split or 'train'} "
+                        "split to sample")
     n = min(ctx.cfg.questions_per_round, size)
 
     def stream():

@@ -94,19 +94,41 @@ def ingest_dataset(spec: DatasetConfig, skip_bad: bool = False) -> tuple[pa.Tabl
     return table, report
 
 
-def check_dataset(spec: DatasetConfig) -> None:
-    """What can be checked without loading the data: a known benchmark, and a local file that
-    exists and has the mapped columns (only its first record is read). No Hub access.
+def check_dataset(spec: DatasetConfig, role: str, split: str) -> None:
+    """What can be checked before a run writes anything, without the Hub: a known benchmark; a
+    local file that exists, has the mapped columns, gold answers where the dataset is an
+    evaluation set, and rows that read; and, for local and synthetic data, a non-empty
+    ``split``. (A local file is read whole: pools and benchmarks are small.)
+
+    Args:
+        role: how messages name the dataset (``data.pool``, ``evaluation set``).
+        split: the split the run reads (``spec.split`` or its role's default).
 
     Raises:
         DataError: as ``ingest_dataset`` would, later.
     """
-    if spec.benchmark == "synthetic":
-        return
-    if spec.benchmark is not None:
+    if spec.benchmark not in (None, "synthetic"):
         get_benchmark(spec.benchmark)
     if spec.path is not None:
-        check_file(spec.path, spec.columns or _default_columns(spec.benchmark))
+        check_file(spec.path, spec.columns or _default_columns(spec.benchmark),
+                   needs_gold=role != "data.pool")
+    if spec.path is not None or spec.benchmark == "synthetic":
+        check_split(ingest_dataset(spec)[0], spec, split, role)
+
+
+def check_split(table: pa.Table, spec: DatasetConfig, split: str, role: str) -> None:
+    """Refuse a dataset whose chosen split is empty (a pool that could never be sampled, an
+    evaluation of nothing), naming how to fix it.
+
+    Raises:
+        DataError: the dataset, its split and its size.
+    """
+    if split == "all" or select_split(table, split).num_rows:
+        return
+    hint = (f"; eval_fraction {spec.eval_fraction} put every question in the other split"
+            if not table.column("split").null_count and spec.split is None else "")
+    raise DataError(f"{role} {spec.name!r}: no question in its {split} split ({table.num_rows} "
+                    f"in all){hint}")
 
 
 def select_split(table: pa.Table, split: str, limit: int | None = None) -> pa.Table:

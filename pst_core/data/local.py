@@ -27,6 +27,9 @@ from pst_core.errors import DataError
 
 log = logging.getLogger(__name__)
 
+# A CSV field may hold a long question; csv's default limit is 128 KiB.
+csv.field_size_limit(16 * 2**20)
+
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
            ".parquet": "parquet"}
 
@@ -74,15 +77,16 @@ def read_rows(
     path = Path(path)
     records = _records(path)
     rows: list[Row] = []
-    checked_columns = False
+    labelled: bool | None = None  # the first record decides: a file has gold answers or not
     for where, record in records:
         try:
             if isinstance(record, BadRow):
                 raise record
-            if not checked_columns:
+            if labelled is None:
                 _check_columns(path, record, columns)
-                checked_columns = True
-            rows.append(map_record(record, columns, default_id=f"{source}-{len(rows)}"))
+                labelled = _has_gold_column(record, columns)
+            rows.append(map_record(record, columns, default_id=f"{source}-{len(rows)}",
+                                   needs_gold=labelled))
         except BadRow as e:
             if not skip_bad:
                 raise DataError(f"{path}:{where}: {e} (pass --skip-bad to skip such rows)") from None
@@ -90,9 +94,10 @@ def read_rows(
     return rows
 
 
-def check_file(path: str | Path, columns: ColumnMap) -> None:
+def check_file(path: str | Path, columns: ColumnMap, needs_gold: bool = False) -> None:
     """Check a data file without reading it whole: it exists, has a known format, and its
-    first record has the mapped columns (``pst validate``, a run's start).
+    first record has the mapped columns, the gold answer's too when ``needs_gold`` (an
+    evaluation set); ``pst validate``, a run's start.
 
     Raises:
         DataError: the same file-level message ``read_rows`` would give later.
@@ -102,15 +107,29 @@ def check_file(path: str | Path, columns: ColumnMap) -> None:
         if isinstance(record, BadRow):
             raise DataError(f"{path}:{where}: {record}")
         _check_columns(path, record, columns, warn=False)
+        if needs_gold and not _has_gold_column(record, columns):
+            raise DataError(f"{path}: no gold answers (column {columns.answer!r}): an evaluation "
+                            "set needs them (map them with columns.answer or columns.all_answers)")
         return
 
 
-def map_record(record: dict[str, Any], columns: ColumnMap, default_id: str) -> Row:
+def _has_gold_column(record: dict[str, Any], columns: ColumnMap) -> bool:
+    return any(c and _get(record, c, _MISSING) is not _MISSING
+               for c in (columns.answer, columns.all_answers))
+
+
+def map_record(record: dict[str, Any], columns: ColumnMap, default_id: str,
+               needs_gold: bool = False) -> Row:
     """Turn one source record into a :class:`Row` using the column mapping.
+
+    Args:
+        needs_gold: the row must have a gold answer (its file has them: a row without one is a
+            mistake, not an unlabeled question).
 
     Raises:
         BadRow: no question text; a question, id or gold answer of the wrong kind (a number or
-            a JSON object as the question, a list as the gold answer).
+            a JSON object as the question, a list, a boolean or a non-finite number as the gold
+            answer); no gold answer where ``needs_gold``.
     """
     question_cols = [columns.question] if isinstance(columns.question, str) else columns.question
     parts = [_question_text(_get(record, c), c) for c in question_cols]
@@ -125,6 +144,9 @@ def map_record(record: dict[str, Any], columns: ColumnMap, default_id: str) -> R
             values = raw if isinstance(raw, (list, tuple)) else [raw]
             all_answers = [a for a in (_answer_text(v, columns.all_answers, item=True)
                                        for v in values) if a is not None] or None
+    if needs_gold and answer is None and all_answers is None:
+        raise BadRow(f"empty or missing gold answer (column {columns.answer!r}) in a file whose "
+                     "rows have one; fix the row, or drop the column to read the file unlabeled")
     row_id = _get(record, columns.id) if columns.id else None
     if isinstance(row_id, (dict, list, tuple)):
         raise BadRow(f"id (column {columns.id!r}) is {_kind(row_id)}, not a single value")
@@ -207,19 +229,24 @@ def _answer_text(value: Any, column: str, item: bool = False) -> str | None:
     if _is_missing(value):
         return None
     if isinstance(value, (dict, list, tuple)):
-        what = f"an item of all_answers (column {column!r})" if item else \
-            f"answer (column {column!r})"
-        raise BadRow(f"{what} is {_kind(value)} ({_shown(value)}), not a single value; map a "
+        raise BadRow(f"{_gold(column, item)} is {_kind(value)} ({_shown(value)}), not a single "
+                     f"value; map a "
                      f"list of accepted answers with columns.all_answers (and columns.answer "
                      f"to one value, or null)")
     if isinstance(value, bool):
-        return str(value)
+        raise BadRow(f"{_gold(column, item)} is a boolean ({value}), not a number or text")
     if isinstance(value, (int, float)):
-        return normalize_number(repr(value)) if math.isfinite(value) else str(value)
+        if not math.isfinite(value):
+            raise BadRow(f"{_gold(column, item)} is not a finite number ({value})")
+        return normalize_number(repr(value))
     text = str(value).strip()
     if re.fullmatch(NUMBER, text):
         return normalize_number(text)
     return text or None
+
+
+def _gold(column: str, item: bool) -> str:
+    return f"an item of all_answers (column {column!r})" if item else f"answer (column {column!r})"
 
 
 def _records(path: Path) -> Iterator[tuple[str, dict | BadRow]]:
@@ -255,6 +282,9 @@ def _jsonl(path: Path) -> Iterator[tuple[str, dict | BadRow]]:
         except json.JSONDecodeError as e:
             yield f"line {lineno}", BadRow(f"invalid JSON ({e.msg} at column {e.colno})")
             continue
+        except RecursionError:
+            yield f"line {lineno}", BadRow("JSON nested too deeply to read")
+            continue
         if not isinstance(record, dict):
             yield f"line {lineno}", BadRow(f"expected a JSON object, got {type(record).__name__}")
             continue
@@ -268,6 +298,8 @@ def _json(path: Path) -> Iterator[tuple[str, dict | BadRow]]:
         raise DataError(f"{path}: not valid UTF-8 (byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:line {e.lineno}: invalid JSON ({e.msg})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to read") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
@@ -290,19 +322,33 @@ def _csv(path: Path) -> Iterator[tuple[str, dict | BadRow]]:
             yield line
 
     reader = csv.DictReader(lines())
-    header = reader.fieldnames or []
-    repeated = sorted({name for name in header if header.count(name) > 1})
-    if repeated:
-        raise DataError(
-            f"{path}:line 1: column(s) {', '.join(map(repr, repeated))} appear more than once in "
-            f"the header (only the last would be read); rename or remove the duplicates")
-    for record in reader:
-        while undecodable:
-            lineno, bad = undecodable.pop(0)
-            yield f"line {lineno}", bad
-        yield f"line {reader.line_num}", {k: v for k, v in record.items() if k is not None}
+    try:
+        header = reader.fieldnames or []
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise DataError(
+                f"{path}:line 1: column(s) {', '.join(map(repr, repeated))} appear more than once "
+                f"in the header (only the last would be read); rename or remove the duplicates")
+        for record in reader:
+            while undecodable:
+                lineno, bad = undecodable.pop(0)
+                yield f"line {lineno}", bad
+            yield f"line {reader.line_num}", _csv_record(record, len(header))
+    except csv.Error as e:
+        raise DataError(f"{path}:line {reader.line_num}: unreadable CSV ({e})") from None
     for lineno, bad in undecodable:
         yield f"line {lineno}", bad
+
+
+def _csv_record(record: dict, width: int) -> dict | BadRow:
+    """A CSV row as a record; one with more or fewer fields than the header is refused (an
+    unquoted comma would otherwise shift or cut the gold answer silently)."""
+    extra, absent = record.get(None) or [], sum(v is None for k, v in record.items() if k)
+    if extra or absent:
+        fields = width + len(extra) - absent
+        return BadRow(f"{fields} field(s) where the header has {width}"
+                      + ("; quote values that contain a comma" if extra else ""))
+    return record
 
 
 def _parquet(path: Path) -> Iterator[tuple[str, dict | BadRow]]:

@@ -40,6 +40,17 @@ FILES = {
     "number.parquet": _parquet({"question": [1.5, 2.0], "answer": ["1", "2"]}),
     "nan.parquet": _parquet({"question": [NAN, 2.0], "answer": ["1", "2"]}),
     "list.parquet": _parquet({"question": ["A?", "B?"], "answer": [[1], [2, 3]]}),
+    "comma-gold.csv": "question,answer\nHow many apples?,1,000\n",
+    "comma-question.csv": "question,answer\nTom has 3, Ann has 4. How many?,7\n",
+    "short-row.csv": "question,answer,id\nA?,4,a\nB?\n",
+    "huge-field.csv": lambda path: path.write_text(
+        'question,answer\n"' + "x" * (17 * 2**20) + '",4\n', encoding="utf-8"),
+    "deep.jsonl": '{"question": "A?", "answer": ' + "[" * 100_000 + "\n",
+    **{f"gold-{name}.jsonl": '{"question": "A?", "answer": "4"}\n{"question": "B?", "answer": '
+       + value + "}\n" for name, value in [("empty", '""'), ("null", "null"),
+                                            ("huge", "1e400"), ("infinity", "Infinity"),
+                                            ("true", "true")]},
+    "nogold.jsonl": '{"question": "A?"}\n{"question": "B?"}\n',
     "bad.gguf": "not a gguf",
     "afile": "a regular file",
 }
@@ -89,6 +100,41 @@ CASES = {
                            writes="o.parquet"),
     "ingest-jsonl-bom": Case(["ingest", "{tmp}/bom.jsonl", "--out", "{tmp}/o.parquet"],
                              writes="o.parquet"),
+    # pst ingest: CSV rows whose fields do not match the header, huge fields, deep JSON
+    "ingest-csv-comma-in-gold": Case(
+        ["ingest", "{tmp}/comma-gold.csv", "--out", "{tmp}/o.parquet"],
+        ["comma-gold.csv:line 2: 3 field(s) where the header has 2", "quote values"]),
+    "ingest-csv-comma-in-question": Case(
+        ["ingest", "{tmp}/comma-question.csv", "--out", "{tmp}/o.parquet"],
+        ["comma-question.csv:line 2: 3 field(s) where the header has 2"]),
+    "ingest-csv-short-row": Case(
+        ["ingest", "{tmp}/short-row.csv", "--out", "{tmp}/o.parquet", "--id-col", "id"],
+        ["short-row.csv:line 3: 1 field(s) where the header has 3"]),
+    "ingest-csv-huge-field": Case(
+        ["ingest", "{tmp}/huge-field.csv", "--out", "{tmp}/o.parquet"],
+        ["huge-field.csv:line", "unreadable CSV", "field larger than field limit"]),
+    "ingest-json-nested-deep": Case(
+        ["ingest", "{tmp}/deep.jsonl", "--out", "{tmp}/o.parquet"],
+        ["deep.jsonl:line 1: JSON nested too deeply"]),
+    # gold answers in a file that has them: every row, finite, a number or text
+    **{f"ingest-gold-{name}": Case(
+        ["ingest", f"{{tmp}}/gold-{name}.jsonl", "--out", "{tmp}/o.parquet"],
+        [f"gold-{name}.jsonl:line 2: ", message]) for name, message in [
+            ("empty", "empty or missing gold answer (column 'answer')"),
+            ("null", "empty or missing gold answer (column 'answer')"),
+            ("huge", "answer (column 'answer') is not a finite number (inf)"),
+            ("infinity", "answer (column 'answer') is not a finite number (inf)"),
+            ("true", "answer (column 'answer') is a boolean (True)")]},
+    "validate-eval-without-gold": Case(
+        ["validate", "{config}", "data.eval=[{name: e, path: '{tmp}/nogold.jsonl'}]"],
+        ["data.eval.0:", "nogold.jsonl: no gold answers (column 'answer')"]),
+    "run-eval-gold-null": Case(
+        ["run", "{config}", "data.eval=[{name: e, path: '{tmp}/gold-null.jsonl'}]",
+         "--no-prefect", "--no-track"], ["data.eval.0:", "gold-null.jsonl:line 2: empty"]),
+    "run-pool-without-train-split": Case(
+        ["run", "{config}", "data.pool.eval_fraction=0.99", "--no-prefect", "--no-track"],
+        ["data.pool: data.pool 'pool': no question in its train split (2 in all)",
+         "eval_fraction 0.99"]),
     # pst generate: options (checked before the model loads)
     **{f"generate{option}{value}": Case(
         ["generate", "{tmp}/q.jsonl", "-m", "{model}", "--out", "{tmp}/r.parquet", option, value],

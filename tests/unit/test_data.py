@@ -57,15 +57,22 @@ def test_csv_with_column_mapping(tmp_path):
 
 
 def test_json_and_parquet(tmp_path):
-    records = [{"question": "Q1?", "answer": 1}, {"question": "Q2?", "answer": None}]
-    (tmp_path / "q.json").write_text(json.dumps(records), encoding="utf-8")
     import pyarrow.parquet as pq
 
+    records = [{"question": "Q1?", "answer": 1}, {"question": "Q2?", "answer": 2.0}]
+    (tmp_path / "q.json").write_text(json.dumps(records), encoding="utf-8")
     pq.write_table(pa.Table.from_pylist(records), tmp_path / "q.parquet")
     for name in ("q.json", "q.parquet"):
         table, _ = ingest_dataset(_spec(tmp_path / name))
-        assert table.column("answer").to_pylist() == ["1", None]
+        assert table.column("answer").to_pylist() == ["1", "2"]
         assert table.column("id").to_pylist() == ["t-0", "t-1"]
+    # a file with gold answers has one on every row: a null is a mistake, not unlabeled
+    records[1]["answer"] = None
+    (tmp_path / "null.json").write_text(json.dumps(records), encoding="utf-8")
+    pq.write_table(pa.Table.from_pylist(records), tmp_path / "null.parquet")
+    for name, where in (("null.json", "item 1"), ("null.parquet", "row 1")):
+        with pytest.raises(DataError, match=rf"{name}:{where}: empty or missing gold answer"):
+            ingest_dataset(_spec(tmp_path / name))
 
 
 def test_broken_jsonl_line_names_file_and_line(tmp_path):
@@ -78,13 +85,15 @@ def test_broken_jsonl_line_names_file_and_line(tmp_path):
 def test_skip_bad_counts_each_reason(tmp_path):
     path = tmp_path / "mixed.jsonl"
     lines = [b'{"question": "ok?", "answer": "1"}', b'{"question": ', b'{"question": "  "}',
-             b'{"question": "caf\xe9?"}', b'{"question": "fine?"}']
+             b'{"question": "caf\xe9?"}', b'{"question": "fine?", "answer": "2"}',
+             b'{"question": "no gold?"}']
     path.write_bytes(b"\n".join(lines) + b"\n")
     with pytest.raises(DataError, match="line 3: empty or missing question|line 2: invalid JSON"):
         ingest_dataset(_spec(path))
     table, report = ingest_dataset(_spec(path), skip_bad=True)
     assert table.column("question").to_pylist() == ["ok?", "fine?"]
-    assert sum(report.skipped.values()) == 3
+    assert sum(report.skipped.values()) == 4
+    assert any("missing gold answer" in reason for reason in report.skipped)
     assert any("UTF-8" in reason for reason in report.skipped)
     assert report.first_skipped[next(r for r in report.skipped if "UTF-8" in r)].endswith("line 4")
 
