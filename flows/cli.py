@@ -323,9 +323,7 @@ def track(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (runs/<experiment>/<run>).")],
 ):
     """Log a run's finished rounds to MLflow (after a tracking failure, or to a new server)."""
-    import yaml
-
-    from pst_core.config import parse_config
+    from pst_core.config import load_recorded
     from pst_core.errors import StoreError
     from pst_core.store import RunLayout
     from pst_core.tracking import MlflowTracker
@@ -334,7 +332,7 @@ def track(
     if not config_file.is_file():
         raise StoreError(f"{run_dir}: not a run directory (it has no config.yaml); give one "
                          f"like runs/<experiment>/<run>, as `pst run` prints it")
-    cfg = parse_config(yaml.safe_load(config_file.read_text()), source=str(config_file))
+    cfg = load_recorded(config_file)
     layout = RunLayout(run_dir)
     tracker = MlflowTracker(cfg.model_dump(mode="json"), layout)
     logged = [r for r in range(cfg.first_round, cfg.rounds + 1) if layout.metrics(r).exists()]

@@ -12,8 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from pst_core.errors import ConfigError, PSTError
 
 if TYPE_CHECKING:
@@ -77,16 +75,15 @@ def check_same_run(cfg: ExperimentConfig, root: Path) -> None:
     Raises:
         ConfigError: the differing fields, old -> new, and how to start fresh.
     """
-    from pst_core.config import parse_config
+    from pst_core.config import load_recorded
 
     recorded = root / "config.yaml"
     if not recorded.is_file():
         return
     try:
-        old = parse_config(yaml.safe_load(recorded.read_text(encoding="utf-8")), str(recorded))
-    except (yaml.YAMLError, AttributeError, TypeError) as e:
-        raise ConfigError(f"{recorded}: unreadable ({str(e).splitlines()[0]}); move the run "
-                          "directory away to start fresh") from None
+        old = load_recorded(recorded)
+    except ConfigError as e:
+        raise ConfigError(f"{e}; move the run directory away to start fresh") from None
     before, after = (_flat(c.model_dump(mode="json", exclude=_NOT_IDENTITY)) for c in (old, cfg))
     changed = [f"{k} {before.get(k, '(unset)')!r} -> {after.get(k, '(unset)')!r}"
                for k in sorted(before.keys() | after.keys()) if before.get(k) != after.get(k)]

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import yaml
 
-from pst_core.config import ExperimentConfig, parse_config
+from pst_core.config import ExperimentConfig, load_recorded
 from pst_core.errors import ConfigError
 from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA, eval_metrics
 from pst_core.methods import REGISTRY
@@ -88,7 +87,7 @@ def load_run(root: str | Path) -> Run:
     config_file = root / "config.yaml"
     if not config_file.exists():
         raise ConfigError(f"{root}: no config.yaml, not a run directory (runs/<experiment>/<run>)")
-    cfg = parse_config(yaml.safe_load(config_file.read_text(encoding="utf-8")), str(config_file))
+    cfg = load_recorded(config_file)
     rounds = sorted(root.glob("round_*/eval.parquet"))
     if not rounds:
         raise ConfigError(f"{root}: no round has finished its evaluation yet")

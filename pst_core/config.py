@@ -25,7 +25,7 @@ from pst_core.models.spec import PeerConfig
 from pst_core.section import NAME_PATTERN, Section
 
 __all__ = ["ColumnMap", "DatasetConfig", "ExperimentConfig", "PeerConfig", "SyntheticConfig",
-           "load_config", "parse_config"]
+           "load_config", "load_recorded", "parse_config"]
 
 
 class DataConfig(Section):
@@ -244,6 +244,9 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     each variant's differences in its own; sections merge key by key, lists are replaced.
     """
     try:
+        if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a config is a few KB "
+                              f"(at most {MAX_CONFIG_BYTES:,}): is it a config?")
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         where = f" (included by {chain[-1]})" if chain else ""
@@ -255,6 +258,9 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the config ({e.strerror})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read") from None
+    check_bounds(raw, str(path))
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of fields")
     include = raw.pop("include", None)
@@ -274,8 +280,48 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def load_recorded(path: str | Path) -> ExperimentConfig:
+    """A run's recorded ``config.yaml`` (what ``pst run`` wrote), read as a config file is.
+
+    Raises:
+        ConfigError: unreadable, not YAML, not a mapping, or not a valid config.
+    """
+    return parse_config(_read_yaml(Path(path)), source=str(path))
+
+
+MAX_CONFIG_BYTES = 2**20
+MAX_CONFIG_VALUES = 100_000
+MAX_CONFIG_DEPTH = 32
+
+
+def check_bounds(raw: Any, source: str) -> None:
+    """Refuse a config of more values or deeper nesting than any real one: YAML aliases can
+    make a few lines expand to billions of values ("billion laughs"), which validation would
+    then walk until memory runs out. Walks with an explicit stack, counting shared values each
+    time they are reached, and stops at the first limit passed.
+
+    Raises:
+        ConfigError: which limit, in ``source``.
+    """
+    stack, seen = [(raw, 0)], 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{source}: more than {MAX_CONFIG_VALUES:,} values (do YAML "
+                              "aliases repeat a section?); a config has a few hundred")
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{source}: nested deeper than {MAX_CONFIG_DEPTH} levels")
+        children = value.values() if isinstance(value, dict) else (
+            value if isinstance(value, list) else ())
+        stack.extend((child, depth + 1) for child in children)
+
+
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
     """Validate a config given as a dict (a Prefect form, a notebook) with the same messages."""
+    check_bounds(raw, source)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of fields")
     try:
         return ExperimentConfig.model_validate(upgrade_config(raw))
     except ValidationError as e:

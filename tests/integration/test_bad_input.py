@@ -51,6 +51,13 @@ FILES = {
                                             ("huge", "1e400"), ("infinity", "Infinity"),
                                             ("true", "true")]},
     "nogold.jsonl": '{"question": "A?"}\n{"question": "B?"}\n',
+    "bomb.yaml": "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+        f"{x}: &{x} [{', '.join([f'*{y}'] * 9)}]\n" for y, x in zip("abcdefgh", "bcdefghi"))
+        + "experiment: bomb\n",
+    "deep.yaml": "experiment: " + "[" * 5000 + "\n",
+    "big.yaml": "experiment: big\n" + "# padding\n" * 200_000,
+    "listrun/config.yaml": "[1, 2]\n",
+    "corruptrun/config.yaml": "experiment: [unclosed\n",
     "bad.gguf": "not a gguf",
     "afile": "a regular file",
 }
@@ -201,6 +208,18 @@ CASES = {
            ("train.learning_rate", "0.5", "train.learning_rate 0.0001 -> 0.5"),
            ("peers.1.source", "smollm2-135m-instruct", "peers.1.source '"),
            ("seed", "3", "seed 0 -> 3")]},
+    # configs of any size are read within bounds: aliases, nesting, bytes
+    "validate-alias-bomb": Case(["validate", "{tmp}/bomb.yaml"],
+                                ["bomb.yaml: more than 100,000 values", "YAML aliases"]),
+    "run-alias-bomb": Case(["run", "{tmp}/bomb.yaml", "--no-prefect", "--no-track"],
+                           ["bomb.yaml: more than 100,000 values"]),
+    "validate-deep-yaml": Case(["validate", "{tmp}/deep.yaml"], ["deep.yaml: nested"]),
+    "validate-big-yaml": Case(["validate", "{tmp}/big.yaml"],
+                              ["big.yaml: 2,000,016 bytes; a config is a few KB"]),
+    "track-list-config": Case(["track", "{tmp}/listrun"],
+                              ["listrun/config.yaml: the top level must be a mapping"]),
+    "track-corrupt-config": Case(["track", "{tmp}/corruptrun"],
+                                 ["corruptrun/config.yaml: not valid YAML"]),
     # usage errors: one line too, exit 2
     "validate-without-config": Case(["validate"], ["CONFIG", "pst validate --help"], status=2),
     "compare-without-runs": Case(["compare"], ["Missing argument", "pst compare --help"],
@@ -223,6 +242,7 @@ def _fill(text: str, workspace: dict[str, str]) -> str:
 @pytest.fixture()
 def workspace(tmp_path, tiny_llama_dir) -> dict[str, str]:
     for name, content in FILES.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
         if callable(content):
             content(tmp_path / name)
         else:
@@ -254,7 +274,7 @@ def test_bad_input_is_one_error_line_and_writes_nothing(case, workspace):
         [sys.executable, "-m", "flows.cli", *(_fill(a, workspace) for a in case.args)],
         capture_output=True, text=True, cwd=_fill(case.cwd, workspace),
         env={**os.environ, "PYTHONPATH": str(ROOT), "PST_CACHE_DIR": str(tmp / "cache"),
-             "COLUMNS": "200"},
+             "COLUMNS": "200"}, timeout=300,
     )
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output
