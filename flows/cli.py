@@ -8,6 +8,7 @@ traceback.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import sys
@@ -35,8 +36,14 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+# Operating-system errors the user causes and can fix: a file they cannot read or write, a name
+# too long for the filesystem, a full or read-only disk.
+_USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENAMETOOLONG, errno.ENOSPC, errno.EROFS}
+
+
 def _user_errors(func):
-    """Turn PSTError into a one-line message and exit code 1."""
+    """Turn PSTError, and the operating-system errors in ``_USER_ERRNOS``, into a one-line
+    message and exit code 1."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -46,6 +53,11 @@ def _user_errors(func):
             return func(*args, **kwargs)
         except PSTError as e:
             print_error(str(e))
+            raise typer.Exit(1) from None
+        except OSError as e:
+            if e.errno not in _USER_ERRNOS:
+                raise
+            print_error(f"{e.filename}: {e.strerror}" if e.filename else str(e))
             raise typer.Exit(1) from None
 
     return wrapper

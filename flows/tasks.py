@@ -1,6 +1,6 @@
 """Prefect tasks: one task per step kind (``ingest``, ``generate-turn``, ``train``, ...), each
 run named after its step (``generate turn 1 qwen-0.5b``) and retried as its kind allows (a
-training step once, a collect step never).
+training step once, a collect step never), but never after a user error (``PSTError``).
 
 Tasks receive the experiment config as a JSON dict and the step (a small frozen dataclass), and
 return the path the step wrote: no tables or models cross a task boundary (Prefect would hold
@@ -19,11 +19,25 @@ from prefect.cache_policies import NO_CACHE
 
 from pst_core.config import parse_config
 from pst_core.context import RunContext
+from pst_core.errors import PSTError
 from pst_core.runner import Wave, run_step
 from pst_core.steps import Step
 
 
-@task(name="step", retry_delay_seconds=10, cache_policy=NO_CACHE)
+def _retry_unless_user_error(task, task_run, state) -> bool:
+    """Retry a failed step unless the user caused it (a bad input or a full disk): trying again
+    would only repeat the error and its traceback."""
+    try:
+        state.result()
+    except PSTError:
+        return False
+    except Exception:  # noqa: BLE001 - any other failure may be transient
+        return True
+    return True
+
+
+@task(name="step", retry_delay_seconds=10, cache_policy=NO_CACHE,
+      retry_condition_fn=_retry_unless_user_error)
 def step_task(config: dict[str, Any], step: Step) -> str:
     """Run one step of the plan (``pst_core.runner.plan_round``)."""
     return str(run_step(RunContext(parse_config(config, source="flow parameter")), step))

@@ -22,7 +22,7 @@ from pst_core.errors import ConfigError
 from pst_core.methods import REGISTRY, MethodConfig
 from pst_core.methods.pst import PST
 from pst_core.models.spec import PeerConfig
-from pst_core.section import NAME_PATTERN, Section
+from pst_core.section import NAME_MAX, NAME_PATTERN, Section
 
 __all__ = ["ColumnMap", "DatasetConfig", "ExperimentConfig", "PeerConfig", "SyntheticConfig",
            "load_config", "load_recorded", "parse_config"]
@@ -121,7 +121,8 @@ class EvalConfig(Section):
 class ExperimentConfig(Section):
     """The whole experiment: data, peers, the stages' sections, rounds, seed and output dir."""
 
-    experiment: str = Field(..., pattern=NAME_PATTERN, description="Experiment name (runs/<experiment>).")
+    experiment: str = Field(..., pattern=NAME_PATTERN, max_length=NAME_MAX,
+                            description="Experiment name (runs/<experiment>).")
     method: MethodConfig = Field(
         default_factory=PST,
         description="The method and its own settings, told apart by `name` (README: Methods); "
@@ -129,7 +130,7 @@ class ExperimentConfig(Section):
     )
     run: str | None = Field(
         None,
-        pattern=NAME_PATTERN,
+        pattern=NAME_PATTERN, max_length=NAME_MAX,
         description="Run name (runs/<experiment>/<run>); default: a hash of the config, so the "
         "same config resumes the same run.",
     )

@@ -9,6 +9,9 @@ in ``pst_core.data.spec``, each method's section in ``pst_core.methods``) need n
 from pydantic import BaseModel, ConfigDict
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+# Names become parts of file names (``eval_<peer>@<benchmark>.<hash>.parquet``): two of them must
+# fit in a filesystem's 255 bytes.
+NAME_MAX = 100
 
 
 class Section(BaseModel):

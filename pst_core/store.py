@@ -7,8 +7,10 @@ half-written table. That makes "the output exists" a sound test for "the stage i
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -150,8 +152,21 @@ def atomic_path(path: Path) -> Iterator[Path]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise disk_full(path, e) or e
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def disk_full(path: Path, error: OSError) -> StoreError | None:
+    """A one-line error for ``error`` if it is a full disk (pyarrow's carry the errno only in
+    their text), naming ``path`` and the space left; None for any other error."""
+    if error.errno != errno.ENOSPC and "No space left on device" not in str(error):
+        return None
+    where = next(p for p in (path, *path.parents) if p.exists())
+    free = shutil.disk_usage(where).free / 2**30
+    return StoreError(f"{path}: no space left on the device ({free:.2f} GiB free there); free "
+                      "some and run the same command again: finished steps are kept")
 
 
 def cached_stage(path: str | Path, schema: pa.Schema, compute: Callable[[], pa.Table]) -> pa.Table:

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pst_core.section import NAME_PATTERN, Section
+from pst_core.section import NAME_MAX, NAME_PATTERN, Section
 
 
 class ColumnMap(Section):
@@ -35,7 +35,8 @@ class SyntheticConfig(Section):
 
 class DatasetConfig(Section):
     name: str = Field(
-        ..., pattern=NAME_PATTERN, description="Name of the dataset; its table is data/<name>.parquet."
+        ..., pattern=NAME_PATTERN, max_length=NAME_MAX,
+        description="Name of the dataset; its table is data/<name>.parquet."
     )
     benchmark: str | None = Field(
         None,

@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pst_core.store import disk_full
+
 _ADAPTER_CONFIG = "adapter_config.json"
 # save_checkpoint's temporary directory: ``.<peer>.<8 random chars of mkdtemp>`` beside the
 # checkpoint (peer names never start with a dot, so no checkpoint is named like one).
@@ -30,6 +32,8 @@ def save_checkpoint(model, tokenizer, out_dir: Path) -> Path:
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
+    except OSError as e:
+        raise disk_full(out_dir, e) or e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

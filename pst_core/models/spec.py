@@ -11,11 +11,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pst_core.section import NAME_PATTERN, Section
+from pst_core.section import NAME_MAX, NAME_PATTERN, Section
 
 
 class PeerConfig(Section):
-    name: str = Field(..., pattern=NAME_PATTERN, description="Short name used in tables and paths.")
+    name: str = Field(..., pattern=NAME_PATTERN, max_length=NAME_MAX,
+                      description="Short name used in tables and paths.")
     source: str = Field(
         ...,
         description="Model source: an offline packaged model (`pst models list`), a Hub id "

@@ -208,6 +208,12 @@ CASES = {
            ("train.learning_rate", "0.5", "train.learning_rate 0.0001 -> 0.5"),
            ("peers.1.source", "smollm2-135m-instruct", "peers.1.source '"),
            ("seed", "3", "seed 0 -> 3")]},
+    # names become file names: longer than a filesystem takes is a config error
+    **{f"{command}-name-too-long": Case(
+        [command, "{config}", "experiment=" + "x" * 300,
+         *(["--no-prefect", "--no-track"] if command == "run" else [])],
+        ["experiment: String should have at most 100 characters"])
+       for command in ("run", "validate")},
     # configs of any size are read within bounds: aliases, nesting, bytes
     "validate-alias-bomb": Case(["validate", "{tmp}/bomb.yaml"],
                                 ["bomb.yaml: more than 100,000 values", "YAML aliases"]),
@@ -302,3 +308,64 @@ def test_bom_is_read_as_an_encoding_mark(tmp_path):
         table, _ = ingest_dataset(DatasetConfig(name="b", path=str(tmp_path / name)))
         assert table.select(["question", "answer"]).to_pylist() == [
             {"question": "A?", "answer": "4"}], name
+
+
+# Faults no file can cause for a root user (CI's): the command runs with one call made to fail
+# as the operating system would, around the real code.
+_FAULT = """
+import builtins, errno, fnmatch, os, sys
+import pyarrow.parquet as pq
+kind, pattern = sys.argv[1], sys.argv[2]
+if kind == "unreadable":
+    real_open = builtins.open
+    def guarded(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and fnmatch.fnmatch(os.fspath(file), pattern):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(file))
+        return real_open(file, *args, **kwargs)
+    builtins.open = guarded
+else:
+    real_write = pq.write_table
+    def full(table, where, *args, **kwargs):
+        if fnmatch.fnmatch(os.fspath(where), pattern):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(table, where, *args, **kwargs)
+    pq.write_table = full
+from flows.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _faulty(workspace, kind: str, pattern: str, *args: str) -> tuple[int, str]:
+    command = [sys.executable, "-c", _FAULT, kind, pattern] if kind else [
+        sys.executable, "-m", "flows.cli"]
+    result = subprocess.run(
+        [*command, *(_fill(a, workspace) for a in args)], capture_output=True, text=True,
+        cwd=workspace["tmp"], timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"})
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("args", [["validate", "{config}"],
+                                  ["ingest", "{tmp}/q.jsonl", "--out", "{tmp}/o.parquet"]])
+def test_an_unreadable_data_file_is_one_line(workspace, args):
+    before = _listing(Path(workspace["tmp"]))
+    status, output = _faulty(workspace, "unreadable", "*/q.jsonl", *args)
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert status == 1 and "Traceback" not in output, output
+    assert len(errors) == 1 and "q.jsonl: Permission denied" in errors[0], output
+    assert _listing(Path(workspace["tmp"])) == before
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_rerun_resumes(workspace):
+    args = ["run", "{config}", "--no-prefect", "--no-track", "data.pool.split=all",
+            "data.eval.0.split=all", "eval.limit=2"]  # the workspace's 2-question pool
+    status, output = _faulty(workspace, "full", "*/.e.parquet.*", *args)
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert status == 1 and "Traceback" not in output, output
+    assert len(errors) == 1, output
+    assert "data/e.parquet: no space left on the device (" in errors[0]
+    assert "GiB free there); free some and run the same command again" in errors[0]
+    runs = Path(workspace["tmp"]) / "runs"
+    assert not [p for p in runs.rglob(".*") if p.name != ".lock"]  # no temporary left
+    status, output = _faulty(workspace, "", "", *args)
+    assert status == 0, output[-3000:]
