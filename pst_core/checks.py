@@ -4,7 +4,8 @@
 a path, a column or a model source fails before anything is written, not an hour into a run,
 and so that a run directory is only resumed under the config that made it. It
 is cheap: no model is loaded, a local data file is read (they are small), a GGUF up to its magic
-bytes, and nothing is fetched (a Hub id is only checked for its ``org/name`` shape).
+bytes and a safetensors file up to its header; a Hub model or dataset not in the local cache is
+asked for once (seconds), so an offline machine fails here; a CUDA device is checked with torch.
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ def check_inputs(cfg: ExperimentConfig, where: str = "") -> None:
         ConfigError: one line, every problem as ``field.path: what is wrong``.
     """
     from pst_core.data.ingest import check_dataset
-    from pst_core.models.source import check_source
+    from pst_core.models.source import check_hub_model, check_source, resolve_device
     from pst_core.store import RunLayout, check_output_dir
+
+    def check_available(source: str, revision: str | None = None) -> None:
+        if check_source(source, revision).kind == "hub":
+            check_hub_model(source, revision)
 
     layout = RunLayout.for_run(cfg.output_dir, cfg.experiment, cfg.run_name)
     checks = [("output_dir", lambda: check_output_dir(layout.root, "run directory")),
@@ -47,10 +52,13 @@ def check_inputs(cfg: ExperimentConfig, where: str = "") -> None:
                 spec, role, spec.split or split)))
     for i, peer in enumerate(cfg.peers):
         checks.append((f"peers.{i}.source",
-                       lambda peer=peer: check_source(peer.source, peer.revision)))
+                       lambda peer=peer: check_available(peer.source, peer.revision)))
+        if peer.device.startswith("cuda"):
+            checks.append((f"peers.{i}.device",
+                           lambda peer=peer, i=i: resolve_device(peer.device, f"peers.{i}.device")))
     scorer = getattr(getattr(cfg.method, "pmi", None), "scorer", None)
     if scorer is not None:
-        checks.append(("method.pmi.scorer", lambda: check_source(scorer)))
+        checks.append(("method.pmi.scorer", lambda: check_available(scorer)))
     problems = []
     for field, check in checks:
         try:

@@ -14,6 +14,7 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -108,12 +109,36 @@ def check_dataset(spec: DatasetConfig, role: str, split: str) -> None:
         DataError: as ``ingest_dataset`` would, later.
     """
     if spec.benchmark not in (None, "synthetic"):
-        get_benchmark(spec.benchmark)
+        benchmark = get_benchmark(spec.benchmark)
+        if spec.path is None:
+            check_hub_dataset(benchmark.hub_id, role, spec.name)
     if spec.path is not None:
         check_file(spec.path, spec.columns or _default_columns(spec.benchmark),
                    needs_gold=role != "data.pool")
     if spec.path is not None or spec.benchmark == "synthetic":
         check_split(ingest_dataset(spec)[0], spec, split, role)
+
+
+def check_hub_dataset(hub_id: str, role: str, name: str) -> None:
+    """A Hub dataset is in the local ``datasets`` cache or the Hub answers for it (within
+    seconds): an offline machine fails before a run writes anything.
+
+    Raises:
+        DataError: neither, naming the local copies in ``data/benchmarks`` as the way out.
+    """
+    import datasets.config
+    from huggingface_hub import dataset_info
+
+    cached = Path(datasets.config.HF_DATASETS_CACHE) / hub_id.replace("/", "___")
+    if cached.is_dir():
+        return
+    try:
+        dataset_info(hub_id, timeout=10)
+    except Exception as e:  # noqa: BLE001 - offline, unknown repo, gated: all one answer
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{role} {name!r} loads {hub_id} from the Hub, which does not answer "
+                        f"({reason}) and it is not cached; set its `path` to a local copy "
+                        "(data/benchmarks/<benchmark>.jsonl)") from None
 
 
 def check_split(table: pa.Table, spec: DatasetConfig, split: str, role: str) -> None:

@@ -81,7 +81,67 @@ def check_source(source: str, revision: str | None = None) -> ModelSource:
             raise ModelError(
                 f"{source}: not a loadable GGUF model (it starts with {magic!r}, not GGUF's magic "
                 f"bytes {_GGUF_MAGIC!r}: truncated, or another format renamed); download it again")
+    if resolved.kind == "local":
+        check_model_dir(Path(resolved.location), source)
     return resolved
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+
+def check_model_dir(path: Path, source: str) -> None:
+    """A model directory has a tokenizer and whole weights: every safetensors file as long as
+    its header says (a cut download fails here, not minutes later in ``from_pretrained``).
+
+    Raises:
+        ModelError: what is missing or cut, naming the file.
+    """
+    import json
+    import struct
+
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        raise ModelError(f"{source}: no tokenizer ({', '.join(_TOKENIZER_FILES)}) in the model "
+                         "directory; save it beside the weights (tokenizer.save_pretrained)")
+    shards = sorted(path.glob("*.safetensors"))
+    if not shards and not list(path.glob("*.bin")):
+        raise ModelError(f"{source}: no weights (*.safetensors or *.bin) in the model directory")
+    for shard in shards:
+        size = shard.stat().st_size
+        with open(shard, "rb") as f:
+            head = f.read(8)
+            length = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+            try:
+                header = json.loads(f.read(length)) if length and length < size else None
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                header = None
+        if header is None:
+            raise ModelError(f"{shard}: not a readable safetensors file (its header is cut or "
+                             "damaged); save or download the model again")
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"),
+                  default=0)
+        if size < 8 + length + end:
+            raise ModelError(f"{shard}: truncated ({size:,} bytes of {8 + length + end:,}); save "
+                             "or download the model again")
+
+
+def check_hub_model(repo: str, revision: str | None = None) -> None:
+    """A Hub model is in the local cache or the Hub answers for it (within seconds), so that an
+    offline machine fails before a run writes anything.
+
+    Raises:
+        ModelError: neither, with the Hub's answer.
+    """
+    from huggingface_hub import model_info, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo, "config.json", revision=revision), str):
+        return
+    try:
+        model_info(repo, revision=revision, timeout=10)
+    except Exception as e:  # noqa: BLE001 - offline, unknown repo, gated: all one answer
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelError(f"{repo}: not in the local Hugging Face cache and the Hub does not "
+                         f"serve it ({reason}); use an offline model or a local directory, or "
+                         "connect and log in (huggingface-cli login)") from None
 
 
 def resolve_device(device: str, field: str = "device") -> str:

@@ -10,6 +10,8 @@ CSV or JSONL with a UTF-8 BOM) check instead that exactly the expected file appe
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -214,6 +216,26 @@ CASES = {
          *(["--no-prefect", "--no-track"] if command == "run" else [])],
         ["experiment: String should have at most 100 characters"])
        for command in ("run", "validate")},
+    # what a run needs is there before it writes anything: whole model dirs, a GPU, the Hub
+    "validate-model-without-tokenizer": Case(
+        ["validate", "{config}", "peers.1.source={tmp}/notok"],
+        ["peers.1.source:", "notok: no tokenizer (tokenizer.json, tokenizer.model, vocab.json)"]),
+    "run-truncated-weights": Case(
+        ["run", "{config}", "peers.1.source={tmp}/cut", "--no-prefect", "--no-track"],
+        ["peers.1.source:", "cut/model.safetensors: truncated ("]),
+    "run-cuda-without-gpu": Case(
+        ["run", "{config}", "peers.0.device=cuda", "--no-prefect", "--no-track"],
+        ["peers.0.device: peers.0.device is 'cuda', but torch sees no CUDA GPU"]),
+    "run-hub-model-unavailable": Case(
+        ["run", "{config}", "peers.0.source=pst-tests/no-such-model", "--no-prefect",
+         "--no-track"],
+        ["peers.0.source: pst-tests/no-such-model: not in the local Hugging Face cache and the "
+         "Hub does not serve it"]),
+    "run-hub-benchmark-offline": Case(
+        ["run", "{config}", "data.eval=[{name: e, benchmark: gsm8k}]", "--no-prefect",
+         "--no-track"],
+        ["data.eval.0: evaluation set 'e' loads openai/gsm8k from the Hub, which does not "
+         "answer"]),
     # configs of any size are read within bounds: aliases, nesting, bytes
     "validate-alias-bomb": Case(["validate", "{tmp}/bomb.yaml"],
                                 ["bomb.yaml: more than 100,000 values", "YAML aliases"]),
@@ -255,6 +277,12 @@ def workspace(tmp_path, tiny_llama_dir) -> dict[str, str]:
             (tmp_path / name).write_text(content, encoding="utf-8")
     (tmp_path / "cwd").mkdir()
     (tmp_path / "model").symlink_to(tiny_llama_dir, target_is_directory=True)
+    shutil.copytree(tiny_llama_dir, tmp_path / "notok")  # a model saved without its tokenizer
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / "notok" / name).unlink(missing_ok=True)
+    shutil.copytree(tiny_llama_dir, tmp_path / "cut")  # a download cut short
+    weights = tmp_path / "cut" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     config = {
         "experiment": "bad", "rounds": 1, "questions_per_round": 2,
         "output_dir": str(tmp_path / "runs"),
@@ -272,8 +300,18 @@ def workspace(tmp_path, tiny_llama_dir) -> dict[str, str]:
             "config": str(tmp_path / "config.yaml")}
 
 
+def _hub_reachable() -> bool:
+    try:
+        socket.getaddrinfo("huggingface.co", 443)
+        return True
+    except OSError:
+        return False
+
+
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_bad_input_is_one_error_line_and_writes_nothing(case, workspace):
+def test_bad_input_is_one_error_line_and_writes_nothing(case, workspace, request):
+    if request.node.callspec.id == "run-hub-benchmark-offline" and _hub_reachable():
+        pytest.skip("the Hub is reachable here: the offline case cannot happen")
     tmp = Path(workspace["tmp"])
     before = _listing(tmp)
     result = subprocess.run(
