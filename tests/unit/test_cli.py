@@ -55,8 +55,8 @@ def test_ingest_broken_jsonl(tmp_path):
 
 def test_ingest_skip_bad_reports_counts(tmp_path):
     src = tmp_path / "broken.jsonl"
-    src.write_text('{"question": "a?", "answer": "1"}\n{"question": \n{"question": "b?"}\n',
-                   encoding="utf-8")
+    src.write_text('{"question": "a?", "answer": "1"}\n{"question": \n'
+                   '{"question": "b?", "answer": "2"}\n', encoding="utf-8")
     out = tmp_path / "out.parquet"
     result = pst("ingest", src, "--out", out, "--skip-bad")
     assert result.returncode == 0, result.stderr
