@@ -227,13 +227,15 @@ def run(
     from pst_core.metrics import summary
     from pst_core.runner import Runner
     from pst_core.store import check_unlocked
-    from pst_core.tracking import open_tracker
+    from pst_core.tracking import check_tracking_uri, default_tracking_uri, open_tracker
 
     cfg = load_config(config, overrides or [])
     if task_runner not in ("default", "dask"):
         raise typer.BadParameter(f"--task-runner is default or dask, got {task_runner!r}")
     check_inputs(cfg, where=str(config))  # before anything is written (Runner.setup repeats it)
     check_unlocked(Runner(cfg).layout.root)  # another process on it: refuse before Prefect starts
+    if track:
+        check_tracking_uri(default_tracking_uri(cfg.output_dir))
     if prefect:
         prefect_env()
         from flows.pipeline import pipeline_flow
@@ -338,13 +340,14 @@ def track(
     from pst_core.config import load_recorded
     from pst_core.errors import StoreError
     from pst_core.store import RunLayout
-    from pst_core.tracking import MlflowTracker
+    from pst_core.tracking import MlflowTracker, check_tracking_uri, default_tracking_uri
 
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
         raise StoreError(f"{run_dir}: not a run directory (it has no config.yaml); give one "
                          f"like runs/<experiment>/<run>, as `pst run` prints it")
     cfg = load_recorded(config_file)
+    check_tracking_uri(default_tracking_uri(cfg.output_dir))
     layout = RunLayout(run_dir)
     tracker = MlflowTracker(cfg.model_dump(mode="json"), layout)
     logged = [r for r in range(cfg.first_round, cfg.rounds + 1) if layout.metrics(r).exists()]

@@ -28,6 +28,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Protocol
 
+from pst_core.errors import ConfigError
 from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA
 from pst_core.generate import RESPONSES_SCHEMA
 from pst_core.store import RunLayout, read_table
@@ -54,6 +55,26 @@ def default_tracking_uri(output_dir: str | Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or (
         f"sqlite:///{(Path(output_dir).resolve() / 'mlflow.db')}"
     )
+
+
+def check_tracking_uri(uri: str) -> None:
+    """An MLflow server at an http(s) tracking URI answers its health check within seconds (a
+    wrong or stopped server would otherwise cost minutes of client retries, then a traceback).
+    Local stores (sqlite, file) need no check.
+
+    Raises:
+        ConfigError: the URI, what the connection said, and the ways out.
+    """
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5)
+    except OSError as e:
+        reason = getattr(e, "reason", None) or e
+        raise ConfigError(f"MLflow tracking URI {uri}: no server answers ({reason}); start one "
+                          "(pst ui), correct MLFLOW_TRACKING_URI, or run with --no-track") from None
 
 
 def mlflow_client(tracking_uri: str):

@@ -150,10 +150,9 @@ def check_split(table: pa.Table, spec: DatasetConfig, split: str, role: str) -> 
     """
     if split == "all" or select_split(table, split).num_rows:
         return
-    hint = (f"; eval_fraction {spec.eval_fraction} put every question in the other split"
-            if not table.column("split").null_count and spec.split is None else "")
     raise DataError(f"{role} {spec.name!r}: no question in its {split} split ({table.num_rows} "
-                    f"in all){hint}")
+                    f"in all; eval_fraction {spec.eval_fraction} sends that share of questions "
+                    "to the eval split, unless the source has its own)")
 
 
 def select_split(table: pa.Table, split: str, limit: int | None = None) -> pa.Table:

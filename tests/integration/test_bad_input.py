@@ -75,6 +75,7 @@ class Case:
     status: int = 1
     writes: str | None = None  # accepted input: the one file it must write (under {tmp})
     cwd: str = "{tmp}/cwd"
+    env: dict[str, str] = field(default_factory=dict)
 
 
 CASES = {
@@ -141,7 +142,8 @@ CASES = {
         ["run", "{config}", "data.eval=[{name: e, path: '{tmp}/gold-null.jsonl'}]",
          "--no-prefect", "--no-track"], ["data.eval.0:", "gold-null.jsonl:line 2: empty"]),
     "run-pool-without-train-split": Case(
-        ["run", "{config}", "data.pool.eval_fraction=0.99", "--no-prefect", "--no-track"],
+        ["run", "{config}", "data.pool.split=train", "data.pool.eval_fraction=0.99",
+         "--no-prefect", "--no-track"],
         ["data.pool: data.pool 'pool': no question in its train split (2 in all)",
          "eval_fraction 0.99"]),
     # pst generate: options (checked before the model loads)
@@ -236,6 +238,11 @@ CASES = {
          "--no-track"],
         ["data.eval.0: evaluation set 'e' loads openai/gsm8k from the Hub, which does not "
          "answer"]),
+    # an MLflow server that does not answer: seconds, not minutes of retries
+    "run-mlflow-unreachable": Case(
+        ["run", "{config}", "--no-prefect"], ["MLflow tracking URI http://127.0.0.1:9: no "
+                                              "server answers", "--no-track"],
+        env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
     # configs of any size are read within bounds: aliases, nesting, bytes
     "validate-alias-bomb": Case(["validate", "{tmp}/bomb.yaml"],
                                 ["bomb.yaml: more than 100,000 values", "YAML aliases"]),
@@ -286,8 +293,9 @@ def workspace(tmp_path, tiny_llama_dir) -> dict[str, str]:
     config = {
         "experiment": "bad", "rounds": 1, "questions_per_round": 2,
         "output_dir": str(tmp_path / "runs"),
-        "data": {"pool": {"name": "pool", "path": str(tmp_path / "q.jsonl")},
-                 "eval": [{"name": "e", "benchmark": "synthetic", "synthetic": {"n": 10}}]},
+        "data": {"pool": {"name": "pool", "path": str(tmp_path / "q.jsonl"), "split": "all"},
+                 "eval": [{"name": "e", "benchmark": "synthetic", "synthetic": {"n": 10},
+                           "split": "all", "limit": 2}]},
         "peers": [{"name": n, "source": str(tiny_llama_dir), "dtype": "float32"}
                   for n in ("a", "b")],
     }
@@ -318,7 +326,7 @@ def test_bad_input_is_one_error_line_and_writes_nothing(case, workspace, request
         [sys.executable, "-m", "flows.cli", *(_fill(a, workspace) for a in case.args)],
         capture_output=True, text=True, cwd=_fill(case.cwd, workspace),
         env={**os.environ, "PYTHONPATH": str(ROOT), "PST_CACHE_DIR": str(tmp / "cache"),
-             "COLUMNS": "200"}, timeout=300,
+             "COLUMNS": "200", **case.env}, timeout=300,
     )
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output
@@ -395,8 +403,7 @@ def test_an_unreadable_data_file_is_one_line(workspace, args):
 
 
 def test_a_full_disk_is_one_line_naming_the_file_and_the_rerun_resumes(workspace):
-    args = ["run", "{config}", "--no-prefect", "--no-track", "data.pool.split=all",
-            "data.eval.0.split=all", "eval.limit=2"]  # the workspace's 2-question pool
+    args = ["run", "{config}", "--no-prefect", "--no-track"]
     status, output = _faulty(workspace, "full", "*/.e.parquet.*", *args)
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert status == 1 and "Traceback" not in output, output
