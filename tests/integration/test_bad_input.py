@@ -144,7 +144,7 @@ CASES = {
     "run-pool-without-train-split": Case(
         ["run", "{config}", "data.pool.split=train", "data.pool.eval_fraction=0.99",
          "--no-prefect", "--no-track"],
-        ["data.pool: data.pool 'pool': no question in its train split (2 in all)",
+        ["data.pool: data.pool 'pool': no question in its train split (2 in all;",
          "eval_fraction 0.99"]),
     # pst generate: options (checked before the model loads)
     **{f"generate{option}{value}": Case(
