@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.options import all_valid, check_sampling, dataset_spec, peer_config
-from flows.servers import prefect_env
+from flows.servers import exit_promptly_on_interrupt, prefect_env
 
 
 app = typer.Typer(
@@ -229,6 +229,7 @@ def run(
     from pst_core.store import check_unlocked
     from pst_core.tracking import check_tracking_uri, default_tracking_uri, open_tracker
 
+    exit_promptly_on_interrupt()
     cfg = load_config(config, overrides or [])
     if task_runner not in ("default", "dask"):
         raise typer.BadParameter(f"--task-runner is default or dask, got {task_runner!r}")
@@ -263,6 +264,7 @@ def demo(
     """The offline demo: fetch the three offline peers, run the pipeline flow on the synthetic
     problems, and print what happened (a table, then in words), where the results are and how
     to open the UIs."""
+    exit_promptly_on_interrupt()
     from pst_core.config import load_config
     from pst_core.metrics import run_metrics, summary
     from pst_core.models.offline import OFFLINE_MODELS, fetch_offline_model

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -95,3 +96,45 @@ def stop_group(process: subprocess.Popen, grace_s: float = 20) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def exit_promptly_on_interrupt() -> None:
+    """Make Ctrl-C (or SIGTERM) end this process at once, and its descendants with it.
+
+    A terminal's Ctrl-C reaches the whole process group, Prefect's temporary API server
+    included, which dies at once; Prefect's client in this process then retried the dead server
+    for minutes. A KeyboardInterrupt raised instead lands wherever Python is (in a finalizer,
+    it is ignored). Every table and checkpoint is written atomically and a killed run resumes
+    (tested with SIGKILL), so the handler says how to resume, stops the descendants (the
+    temporary server, Dask workers) and exits with 130. The Prefect UI may show that flow run
+    as running; the rerun is a new flow run.
+    """
+
+    def interrupted(signum, frame) -> None:
+        print("interrupted: run the same command again to resume (finished steps are kept)",
+              file=sys.stderr, flush=True)
+        for pid in _descendants(os.getpid()):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
+
+
+def _descendants(root: int) -> list[int]:
+    """The processes below ``root`` (from /proc; none where there is no /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
