@@ -45,9 +45,11 @@ def test_ctrl_c_ends_a_prefect_run_at_once_and_the_rerun_resumes(tmp_path, tiny_
     command = [sys.executable, "-m", "flows.cli", "run", str(config), "--no-track"]
     log = tmp_path / "first.log"
     with open(log, "w") as out:
+        # SIGINT as a terminal leaves it (a shell's background job would have it ignored)
+        default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
         run = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out,
                                stderr=subprocess.STDOUT, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509 - no threads yet
+                               preexec_fn=default_sigint)  # noqa: PLW1509
     deadline = time.monotonic() + 300
     while "round 1: generate" not in log.read_text():  # mid-round, the server up
         assert run.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
