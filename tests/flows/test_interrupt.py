@@ -46,7 +46,7 @@ def test_ctrl_c_ends_a_prefect_run_at_once_and_the_rerun_resumes(tmp_path, tiny_
     log = tmp_path / "first.log"
     with open(log, "w") as out:
         # SIGINT as a terminal leaves it (a shell's background job would have it ignored)
-        default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+        default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
         run = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out,
                                stderr=subprocess.STDOUT, start_new_session=True,
                                preexec_fn=default_sigint)  # noqa: PLW1509
