@@ -294,6 +294,7 @@ def demo(
 
 
 @app.command()
+@_user_errors
 def ui(
     output_dir: Annotated[str, typer.Option(help="The runs directory holding mlflow.db.")] = "runs",
     prefect_port: Annotated[int, typer.Option(help="Prefect server port.")] = 4200,

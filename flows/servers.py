@@ -39,12 +39,52 @@ def prefect_env() -> None:
     os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pst_core")
-    if "PREFECT_API_URL" not in os.environ:
-        try:
-            urllib.request.urlopen(f"{PREFECT_URL}/api/health", timeout=0.5)
-            os.environ["PREFECT_API_URL"] = f"{PREFECT_URL}/api"
-        except OSError:
-            pass
+    if "PREFECT_API_URL" not in os.environ and is_prefect_server(PREFECT_URL):
+        os.environ["PREFECT_API_URL"] = f"{PREFECT_URL}/api"
+
+
+def is_prefect_server(url: str) -> bool:
+    """Whether a Prefect server answers at ``url``: its version endpoint gives a version
+    string (another program on the port may answer anything, and Prefect's client would then
+    fail with a traceback)."""
+    import json
+
+    try:
+        with urllib.request.urlopen(f"{url}/api/admin/version", timeout=0.5) as response:
+            version = json.loads(response.read())
+    except (OSError, ValueError):
+        return False
+    return isinstance(version, str) and version[:1].isdigit()
+
+
+def executable(name: str) -> str:
+    """A console script of this environment: beside the running interpreter (a virtual
+    environment's bin/, found whether or not it is activated), else on PATH."""
+    import shutil
+
+    from pst_core.errors import PSTError
+
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise PSTError(f"`{name}` is not installed beside {sys.executable} nor on PATH: install "
+                       "the flows extra (pip install -e '.[flows]')")
+    return found
+
+
+def check_port_free(host: str, port: int, option: str) -> None:
+    """Refuse a port another program listens on, naming the option that moves ours."""
+    import socket
+
+    from pst_core.errors import PSTError
+
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        if probe.connect_ex((host, port)) == 0:
+            raise PSTError(f"port {port} on {host} is in use by another program; stop it, or "
+                           f"choose another port with {option}")
 
 
 def start_ui(
@@ -59,12 +99,14 @@ def start_ui(
     from pst_core.tracking import default_tracking_uri
 
     prefect_env()
+    check_port_free(host, prefect_port, "--prefect-port")
+    check_port_free(host, mlflow_port, "--mlflow-port")
     os.environ.pop("PREFECT_API_URL", None)  # the server we start is the API
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     artifacts = (Path(output_dir).resolve() / "mlartifacts").as_uri()
     commands = [
-        ["prefect", "server", "start", "--host", host, "--port", str(prefect_port)],
-        ["mlflow", "server", "--backend-store-uri", default_tracking_uri(output_dir),
+        [executable("prefect"), "server", "start", "--host", host, "--port", str(prefect_port)],
+        [executable("mlflow"), "server", "--backend-store-uri", default_tracking_uri(output_dir),
          "--default-artifact-root", artifacts, "--host", host, "--port", str(mlflow_port),
          "--workers", "1"],
     ]
