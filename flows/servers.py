@@ -50,7 +50,7 @@ def is_prefect_server(url: str) -> bool:
     import json
 
     try:
-        with urllib.request.urlopen(f"{url}/api/admin/version", timeout=0.5) as response:
+        with urllib.request.urlopen(f"{url}/api/admin/version", timeout=3) as response:
             version = json.loads(response.read())
     except (OSError, ValueError):
         return False
