@@ -59,6 +59,7 @@ def check_inputs(cfg: ExperimentConfig, where: str = "") -> None:
     scorer = getattr(getattr(cfg.method, "pmi", None), "scorer", None)
     if scorer is not None:
         checks.append(("method.pmi.scorer", lambda: check_available(scorer)))
+    checks.append(("peers", lambda: check_prompt_lengths(cfg)))
     problems = []
     for field, check in checks:
         try:
@@ -111,3 +112,49 @@ def _flat(value, prefix: str = "") -> dict[str, object]:
     if isinstance(value, list):
         return {k: v for i, item in enumerate(value) for k, v in _flat(item, f"{prefix}{i}.").items()}
     return {prefix.rstrip("."): value}
+
+
+def check_prompt_lengths(cfg: ExperimentConfig) -> None:
+    """Every question's solo prompt plus its token budget fits each local model directory's
+    context (``max_position_embeddings``); only the tokenizer is loaded. Offline and Hub models
+    (contexts of 8k-32k tokens) and chain prompts, which grow with the answers before them,
+    are checked when generated (``pst_core.models.backend.check_context``).
+
+    Raises:
+        DataError: the dataset, question id, peer and the token counts.
+    """
+    import json
+
+    from transformers import AutoTokenizer
+
+    from pst_core.data.ingest import ingest_dataset
+    from pst_core.errors import DataError
+    from pst_core.models.backend import PromptTooLong, check_context
+    from pst_core.models.source import resolve_source
+    from pst_core.models.tokens import encode_prompt, prompt_style, render_prompt
+    from pst_core.prompts import solo_prompt
+
+    local = [(p, Path(resolve_source(p.source).location)) for p in cfg.peers
+             if resolve_source(p.source).kind == "local"]
+    contexts = {p.name: json.loads((d / "config.json").read_text()).get(
+        "max_position_embeddings") for p, d in local}
+    local = [(p, d) for p, d in local if isinstance(contexts[p.name], int)]
+    if not local:
+        return
+    datasets = [(spec, cfg.generation.max_new_tokens) for spec in (cfg.data.pool,)
+                if spec.path or spec.benchmark == "synthetic"]
+    datasets += [(spec, cfg.eval.max_new_tokens) for spec in cfg.data.eval
+                 if spec.path or spec.benchmark == "synthetic"]
+    for peer, directory in local:
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        style = prompt_style(tokenizer, peer.prompt_format)
+        for spec, budget in datasets:
+            table = ingest_dataset(spec)[0]
+            lengths = [len(encode_prompt(tokenizer, render_prompt(tokenizer, solo_prompt(q, style))))
+                       for q in table.column("question").to_pylist()]
+            try:
+                check_context(lengths, [peer.max_new_tokens or budget] * len(lengths),
+                              contexts[peer.name], peer.name)
+            except PromptTooLong as e:
+                row = table.column("id")[e.index].as_py()
+                raise DataError(f"{spec.path or spec.name}: question {row!r}: {e}") from None

@@ -13,7 +13,8 @@ from dataclasses import replace
 import pyarrow as pa
 
 from pst_core.answers import RULES, extract_answer
-from pst_core.models.backend import Backend, SamplingParams, per_prompt
+from pst_core.errors import DataError
+from pst_core.models.backend import Backend, PromptTooLong, SamplingParams, per_prompt
 from pst_core.prompts import Prompt, solo_prompt, stop_strings
 
 RESPONSES_SCHEMA = pa.schema(
@@ -54,7 +55,10 @@ def generate_responses(
     style_stops = {s for p in prompts for s in stop_strings(p.style)}
     per = [replace(p, stop=tuple(sorted(set(p.stop) | style_stops)))
            for p in per_prompt(params, len(prompts))]
-    outputs = backend.generate(rendered, per)
+    try:
+        outputs = backend.generate(rendered, per)
+    except PromptTooLong as e:
+        raise DataError(f"question {question_ids[e.index]!r} ({peer}): {e}") from None
     rows: dict[str, list] = {name: [] for name in RESPONSES_SCHEMA.names}
     for qid, prompt_text, generations in zip(question_ids, rendered, outputs, strict=True):
         for sample, gen in enumerate(generations):

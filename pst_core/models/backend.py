@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from pst_core.errors import ModelError
 from pst_core.prompts import Prompt, Style
 
 
@@ -90,3 +91,34 @@ class Backend(Protocol):
         """Release the model's memory."""
         ...
 
+
+
+class PromptTooLong(ModelError):
+    """A prompt and its token budget exceed the model's context; ``index`` is the prompt's."""
+
+    def __init__(self, message: str, index: int):
+        super().__init__(message)
+        self.index = index
+
+
+def context_length(config) -> int | None:
+    """The longest sequence a model was built for (``max_position_embeddings``), if it says."""
+    value = getattr(config, "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def check_context(prompt_tokens: Sequence[int], budgets: Sequence[int], context: int | None,
+                  model: str) -> None:
+    """Refuse the first prompt whose tokens plus its budget pass the model's context: past it
+    the model's positions are undefined, and the answer would be recorded as a plain cut-off.
+
+    Raises:
+        PromptTooLong: the prompt's index, its tokens, the budget and the context.
+    """
+    if context is None:
+        return
+    for i, (tokens, budget) in enumerate(zip(prompt_tokens, budgets)):
+        if tokens + budget > context:
+            raise PromptTooLong(f"a {tokens:,}-token prompt plus {budget} new tokens is past "
+                                f"{model}'s context of {context:,} tokens; shorten or drop the "
+                                "question, or lower max_new_tokens", i)

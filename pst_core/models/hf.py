@@ -16,7 +16,14 @@ from pathlib import Path
 
 import torch
 
-from pst_core.models.backend import ContinuationScore, Generation, SamplingParams, per_prompt
+from pst_core.models.backend import (
+    ContinuationScore,
+    Generation,
+    SamplingParams,
+    check_context,
+    context_length,
+    per_prompt,
+)
 from pst_core.models.decode import Decoded, DecodeStats, decode
 from pst_core.models.forward import hidden_at, output_logits, pack_continuations
 from pst_core.models.loading import load_peer_model
@@ -86,6 +93,8 @@ class TransformersBackend:
                  params: SamplingParams | Sequence[SamplingParams]) -> list[list[Generation]]:
         per = per_prompt(params, len(prompts))
         encoded = [self.encode(p) for p in prompts]
+        check_context([len(e) for e in encoded], [p.max_new_tokens for p in per],
+                      context_length(self.model.config), self.name)
         rows = self.generation_rows(max((len(e) + p.max_new_tokens for e, p in zip(encoded, per)),
                                         default=0))
         checks = {p.stop: self._stop_check(p.stop) for p in per}

@@ -60,6 +60,8 @@ FILES = {
     "big.yaml": "experiment: big\n" + "# padding\n" * 200_000,
     "listrun/config.yaml": "[1, 2]\n",
     "corruptrun/config.yaml": "experiment: [unclosed\n",
+    "long.jsonl": '{"question": "' + "How many apples? " * 1500 + '", "answer": "4"}\n'
+                  '{"question": "2+2?", "answer": "4"}\n',
     "bad.gguf": "not a gguf",
     "afile": "a regular file",
 }
@@ -238,6 +240,14 @@ CASES = {
          "--no-track"],
         ["data.eval.0: evaluation set 'e' loads openai/gsm8k from the Hub, which does not "
          "answer"]),
+    # a prompt past the model's context: refused, not recorded as a normal cut-off
+    "run-prompt-past-context": Case(
+        ["run", "{config}", "data.pool.path={tmp}/long.jsonl", "--no-prefect", "--no-track"],
+        ["peers:", "long.jsonl: question 'pool-0': a ", "-token prompt plus 256 new tokens is "
+         "past a's context of 1,024 tokens"]),
+    "generate-prompt-past-context": Case(
+        ["generate", "{tmp}/long.jsonl", "-m", "{model}", "--out", "{tmp}/r.parquet"],
+        ["question 'long-0' (", "past", "context of 1,024 tokens"]),
     # an MLflow server that does not answer: seconds, not minutes of retries
     "run-mlflow-unreachable": Case(
         ["run", "{config}", "--no-prefect"], ["MLflow tracking URI http://127.0.0.1:9: no "
