@@ -110,3 +110,28 @@ def test_compare_flow_reports_a_run_without_base(flow_and_plain_runs, tmp_path):
     text = open(files["markdown"]).read()
     assert "| pst | qwen | synthetic-eval | 1 | 3 |" in text
     assert "(no base run to compare with)" in text and files["csv"].endswith("REPORT.csv")
+
+
+def test_a_user_error_is_not_retried_but_another_failure_is(prefect_harness):
+    """A bad input fails the same way every time: retrying it only repeats its traceback."""
+    from prefect import flow, task
+
+    from flows.tasks import _retry_unless_user_error
+    from pst_core.errors import ConfigError
+
+    attempts = []
+
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=_retry_unless_user_error)
+    def failing(kind: str) -> None:
+        attempts.append(kind)
+        raise ConfigError("bad input") if kind == "user" else RuntimeError("transient")
+
+    @flow
+    def one_step(kind: str) -> None:
+        failing(kind)
+
+    with pytest.raises(ConfigError):
+        one_step("user")
+    with pytest.raises(RuntimeError):
+        one_step("bug")
+    assert attempts.count("user") == 1 and attempts.count("bug") == 3
