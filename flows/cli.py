@@ -509,8 +509,11 @@ def validate(
         raise typer.BadParameter("give a config path (e.g. data/configs/demo.yaml), or --fields",
                                  param_hint="CONFIG")
     cfg = load_config(config, overrides or [])
-    check_inputs(cfg, where=str(config))
+    notes = check_inputs(cfg, where=str(config), hub=False)
     console.print(f"{config}: valid (experiment {cfg.experiment}, run {cfg.run_name})")
+    for note in notes:
+        console.print(f"note: {note} (pst run refuses it until it is)", soft_wrap=True,
+                      highlight=False, markup=False)
 
 
 @models_app.command("list")

@@ -13,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pst_core.errors import ConfigError, PSTError
+from pst_core.errors import ConfigError, HubUnavailable, PSTError
 
 if TYPE_CHECKING:
     from pst_core.config import ExperimentConfig
 
 
-def check_inputs(cfg: ExperimentConfig, where: str = "") -> None:
+def check_inputs(cfg: ExperimentConfig, where: str = "", hub: bool = True) -> list[str]:
     """Check the run's output directory, data files and model sources; report every problem.
 
     A dataset the run has already ingested (``data/<name>.parquet`` in its directory) is not
@@ -28,6 +28,12 @@ def check_inputs(cfg: ExperimentConfig, where: str = "") -> None:
     Args:
         cfg: the experiment config.
         where: the config file, to prefix the message with (``data/configs/demo.yaml: ``).
+        hub: whether a Hub model or dataset that is not cached must be served by the Hub now
+            (``pst run``); off, such problems are returned instead (``pst validate`` notes them
+            on a machine without the Hub).
+
+    Returns:
+        The Hub problems found with ``hub`` off (``field.path: what is wrong``).
 
     Raises:
         ConfigError: one line, every problem as ``field.path: what is wrong``.
@@ -40,6 +46,18 @@ def check_inputs(cfg: ExperimentConfig, where: str = "") -> None:
         if check_source(source, revision).kind == "hub":
             check_hub_model(source, revision)
 
+    def only_offline(check):  # with hub off, a Hub problem is returned, not raised
+        def run():
+            try:
+                check()
+            except HubUnavailable as e:
+                if hub:
+                    raise
+                notes.append(str(e))
+        return run
+
+    notes: list[str] = []
+
     layout = RunLayout.for_run(cfg.output_dir, cfg.experiment, cfg.run_name)
     checks = [("output_dir", lambda: check_output_dir(layout.root, "run directory")),
               ("run", lambda: check_same_run(cfg, layout.root))]
@@ -48,17 +66,17 @@ def check_inputs(cfg: ExperimentConfig, where: str = "") -> None:
         if not layout.dataset(spec.name).is_file():
             role, split = (("data.pool", "train") if field == "data.pool"
                            else ("evaluation set", "eval"))
-            checks.append((field, lambda spec=spec, role=role, split=split: check_dataset(
-                spec, role, spec.split or split)))
+            checks.append((field, only_offline(lambda spec=spec, role=role, split=split:
+                                               check_dataset(spec, role, spec.split or split))))
     for i, peer in enumerate(cfg.peers):
-        checks.append((f"peers.{i}.source",
-                       lambda peer=peer: check_available(peer.source, peer.revision)))
+        checks.append((f"peers.{i}.source", only_offline(
+            lambda peer=peer: check_available(peer.source, peer.revision))))
         if peer.device.startswith("cuda"):
             checks.append((f"peers.{i}.device",
                            lambda peer=peer, i=i: resolve_device(peer.device, f"peers.{i}.device")))
     scorer = getattr(getattr(cfg.method, "pmi", None), "scorer", None)
     if scorer is not None:
-        checks.append(("method.pmi.scorer", lambda: check_available(scorer)))
+        checks.append(("method.pmi.scorer", only_offline(lambda: check_available(scorer))))
     checks.append(("peers", lambda: check_prompt_lengths(cfg)))
     problems = []
     for field, check in checks:
@@ -69,6 +87,7 @@ def check_inputs(cfg: ExperimentConfig, where: str = "") -> None:
     if problems:
         prefix = f"{where}: " if where else ""
         raise ConfigError(prefix + "; ".join(problems))
+    return notes
 
 
 # What a resumed run may change: evaluation only (more questions, another benchmark), where to

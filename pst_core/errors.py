@@ -24,3 +24,8 @@ class ModelError(PSTError):
 
 class StoreError(PSTError):
     """A stored Parquet artifact is missing or does not match its declared schema."""
+
+
+class HubUnavailable(PSTError):
+    """A Hugging Face Hub model or dataset is neither cached nor served (offline, unknown,
+    gated)."""

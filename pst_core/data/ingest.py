@@ -23,7 +23,7 @@ from pst_core.data.local import Row, Skips, check_file, map_record, read_rows
 from pst_core.data.registry import Benchmark, get_benchmark
 from pst_core.data.spec import ColumnMap, DatasetConfig
 from pst_core.data.synthetic import generate_problems
-from pst_core.errors import DataError
+from pst_core.errors import DataError, HubUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def check_hub_dataset(hub_id: str, role: str, name: str) -> None:
     seconds): an offline machine fails before a run writes anything.
 
     Raises:
-        DataError: neither, naming the local copies in ``data/benchmarks`` as the way out.
+        HubUnavailable: neither, naming the local copies in ``data/benchmarks`` as the way out.
     """
     import datasets.config
     from huggingface_hub import dataset_info
@@ -136,9 +136,9 @@ def check_hub_dataset(hub_id: str, role: str, name: str) -> None:
         dataset_info(hub_id, timeout=10)
     except Exception as e:  # noqa: BLE001 - offline, unknown repo, gated: all one answer
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"{role} {name!r} loads {hub_id} from the Hub, which does not answer "
-                        f"({reason}) and it is not cached; set its `path` to a local copy "
-                        "(data/benchmarks/<benchmark>.jsonl)") from None
+        raise HubUnavailable(f"{role} {name!r} loads {hub_id} from the Hub, which does not "
+                             f"answer ({reason}) and it is not cached; set its `path` to a local "
+                             "copy (data/benchmarks/<benchmark>.jsonl)") from None
 
 
 def check_split(table: pa.Table, spec: DatasetConfig, split: str, role: str) -> None:

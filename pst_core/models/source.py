@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pst_core.errors import ModelError
+from pst_core.errors import HubUnavailable, ModelError
 from pst_core.models.offline import (
     OFFLINE_MODELS,
     cache_dir,
@@ -129,7 +129,7 @@ def check_hub_model(repo: str, revision: str | None = None) -> None:
     offline machine fails before a run writes anything.
 
     Raises:
-        ModelError: neither, with the Hub's answer.
+        HubUnavailable: neither, with the Hub's answer.
     """
     from huggingface_hub import model_info, try_to_load_from_cache
 
@@ -139,9 +139,9 @@ def check_hub_model(repo: str, revision: str | None = None) -> None:
         model_info(repo, revision=revision, timeout=10)
     except Exception as e:  # noqa: BLE001 - offline, unknown repo, gated: all one answer
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ModelError(f"{repo}: not in the local Hugging Face cache and the Hub does not "
-                         f"serve it ({reason}); use an offline model or a local directory, or "
-                         "connect and log in (huggingface-cli login)") from None
+        raise HubUnavailable(f"{repo}: not in the local Hugging Face cache and the Hub does "
+                             f"not serve it ({reason}); use an offline model or a local "
+                             "directory, or connect and log in (huggingface-cli login)") from None
 
 
 def resolve_device(device: str, field: str = "device") -> str:

@@ -49,7 +49,7 @@ def test_pst_ui_serves_both_uis_on_loopback(tmp_path):
 class _AnythingGoes(BaseHTTPRequestHandler):
     """Another program on a port: it answers every request with 200."""
 
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):  # http.server's name for the GET handler
         self.send_response(200)
         self.end_headers()
         self.wfile.write(b"hello")

@@ -233,25 +233,25 @@ CASES = {
     "run-hub-model-unavailable": Case(
         ["run", "{config}", "peers.0.source=pst-tests/no-such-model", "--no-prefect",
          "--no-track"],
-        ["peers.0.source: pst-tests/no-such-model: not in the local Hugging Face cache and the "
-         "Hub does not serve it"]),
+        [("peers.0.source: pst-tests/no-such-model: not in the local Hugging Face cache and the "
+          "Hub does not serve it")]),
     "run-hub-benchmark-offline": Case(
         ["run", "{config}", "data.eval=[{name: e, benchmark: gsm8k}]", "--no-prefect",
          "--no-track"],
-        ["data.eval.0: evaluation set 'e' loads openai/gsm8k from the Hub, which does not "
-         "answer"]),
+        [("data.eval.0: evaluation set 'e' loads openai/gsm8k from the Hub, which does not "
+          "answer")]),
     # a prompt past the model's context: refused, not recorded as a normal cut-off
     "run-prompt-past-context": Case(
         ["run", "{config}", "data.pool.path={tmp}/long.jsonl", "--no-prefect", "--no-track"],
-        ["peers:", "long.jsonl: question 'pool-0': a ", "-token prompt plus 256 new tokens is "
-         "past a's context of 1,024 tokens"]),
+        ["peers:", "long.jsonl: question 'pool-0': a ",
+         "-token prompt plus 256 new tokens is past a's context of 1,024 tokens"]),
     "generate-prompt-past-context": Case(
         ["generate", "{tmp}/long.jsonl", "-m", "{model}", "--out", "{tmp}/r.parquet"],
         ["question 'long-0' (", "past", "context of 1,024 tokens"]),
     # an MLflow server that does not answer: seconds, not minutes of retries
     "run-mlflow-unreachable": Case(
-        ["run", "{config}", "--no-prefect"], ["MLflow tracking URI http://127.0.0.1:9: no "
-                                              "server answers", "--no-track"],
+        ["run", "{config}", "--no-prefect"],
+        ["MLflow tracking URI http://127.0.0.1:9: no server answers", "--no-track"],
         env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
     # configs of any size are read within bounds: aliases, nesting, bytes
     "validate-alias-bomb": Case(["validate", "{tmp}/bomb.yaml"],
@@ -336,7 +336,7 @@ def test_bad_input_is_one_error_line_and_writes_nothing(case, workspace, request
         [sys.executable, "-m", "flows.cli", *(_fill(a, workspace) for a in case.args)],
         capture_output=True, text=True, cwd=_fill(case.cwd, workspace),
         env={**os.environ, "PYTHONPATH": str(ROOT), "PST_CACHE_DIR": str(tmp / "cache"),
-             "COLUMNS": "200", **case.env}, timeout=300,
+             "COLUMNS": "200", **case.env}, timeout=300, check=False,
     )
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output
@@ -396,7 +396,7 @@ def _faulty(workspace, kind: str, pattern: str, *args: str) -> tuple[int, str]:
         sys.executable, "-m", "flows.cli"]
     result = subprocess.run(
         [*command, *(_fill(a, workspace) for a in args)], capture_output=True, text=True,
-        cwd=workspace["tmp"], timeout=300,
+        cwd=workspace["tmp"], timeout=300, check=False,
         env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"})
     return result.returncode, result.stdout + result.stderr
 
