@@ -34,7 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pst_core.models.tiny import save_random_model, tiny_configs, train_tokenizer  # noqa: E402
+from pst_core.doctor import run_tiny_pipeline  # noqa: E402
+from pst_core.models.tiny import save_random_model, train_tokenizer  # noqa: E402
 
 QWEN_1_5B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
                  num_attention_heads=12, num_key_value_heads=2, vocab_size=151936)
@@ -61,7 +62,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="pst-gpu-check-"))
     try:
         tokenizer = train_tokenizer()
-        figures["pipeline"] = check_pipeline(work, tokenizer, args)
+        figures["pipeline"] = run_tiny_pipeline(work, args.device, width=64 if args.small else 256)
         if not args.skip_speed:
             figures["speed"] = check_speed(work, tokenizer, args)
     finally:
@@ -79,57 +80,6 @@ def device_name(device: str) -> str:
         count = torch.cuda.device_count()
         return f"{count} x {torch.cuda.get_device_name(0)}"
     return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
-
-def check_pipeline(work: Path, tokenizer, args) -> dict:
-    """Two rounds of PST on tiny peers on the device; returns wall times and what was written."""
-    import torch
-
-    from pst_core.config import parse_config
-    from pst_core.data.synthetic import generate_problems
-    from pst_core.metrics import summary
-    from pst_core.runner import Runner
-
-    models = {name: save_random_model(work / "models" / name, config, tokenizer) for name, config
-              in tiny_configs(tokenizer, width=64 if args.small else 256).items()}
-    pool = work / "pool.jsonl"
-    with open(pool, "w", encoding="utf-8") as f:
-        for row in generate_problems(30, seed=3):
-            f.write(json.dumps({"id": row.id, "question": row.question, "answer": row.answer}) + "\n")
-    gpus = torch.cuda.device_count() if args.device.startswith("cuda") else 0
-    devices = [f"cuda:{i % gpus}" for i in range(3)] if gpus > 1 else [args.device] * 3
-    dtype = "float32" if args.device == "cpu" else "auto"
-    cfg = parse_config({
-        "experiment": "gpu-check", "seed": 0, "rounds": 2, "questions_per_round": 6,
-        "output_dir": str(work / "runs"),
-        "data": {"pool": {"name": "pool", "path": str(pool), "columns": {"id": "id"}},
-                 "eval": [{"name": "synthetic-eval", "benchmark": "synthetic",
-                           "synthetic": {"n": 40}, "limit": 4}]},
-        "peers": [
-            {"name": "llama", "source": str(models["llama"]), "dtype": dtype, "device": devices[0]},
-            {"name": "qwen", "source": str(models["qwen2"]), "dtype": dtype, "device": devices[1]},
-            {"name": "gemma", "source": str(models["gemma3"]), "dtype": dtype,
-             "device": devices[2], "prompt_format": "fewshot"},
-        ],
-        "generation": {"max_new_tokens": 16},
-        "train": {"num_epochs": 1, "batch_size": 2, "gradient_accumulation_steps": 1,
-                  "lora_r": 4, "learning_rate": 1e-3},
-        "eval": {"max_new_tokens": 12, "n_samples": 2},
-    }, source="gpu_check")
-    start = time.perf_counter()
-    layout = Runner(cfg).run()
-    wall = time.perf_counter() - start
-    written = {
-        "eval tables (rounds 0-2)": all(layout.eval(r).exists() for r in range(3)),
-        "adapters (rounds 1-2)": all((layout.checkpoint(r, p) / "adapter_model.safetensors").exists()
-                                     for r in (1, 2) for p in ("llama", "qwen", "gemma")),
-        "pmi tables (rounds 1-2)": all((layout.round_dir(r) / "pmi.parquet").exists()
-                                       for r in (1, 2)),
-    }
-    rows = summary(layout, cfg.rounds)
-    return {"devices": devices, "wall_s": round(wall, 1), **written,
-            "summary_rows": len(rows) if hasattr(rows, "__len__") else None,
-            "ok": all(written.values())}
 
 
 def matmul_flops(device: str, dtype) -> float:
@@ -167,7 +117,7 @@ def check_speed(work: Path, tokenizer, args) -> dict:
     from pst_core.models.source import resolve_dtype
 
     device = args.device
-    # fp32 on a CPU: bf16 is emulated on CPUs without AVX-512 bf16 (STACK.md), which would make
+    # fp32 on a CPU: bf16 is emulated on CPUs without AVX-512 bf16 (4x slower), which would make
     # the matmul bound, not the model, the thing measured.
     dtype = resolve_dtype("auto" if device.startswith("cuda") else "float32", device)
     shape = QWEN_SMALL if args.small else QWEN_1_5B

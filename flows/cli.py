@@ -442,6 +442,46 @@ def preflight(
 
 @app.command()
 @_user_errors
+def doctor(
+    config: Annotated[Path | None, typer.Argument(
+        help="An experiment YAML whose peers' memory needs to size (optional).")] = None,
+    device: Annotated[str, typer.Option(help="auto (a GPU if torch sees one), cuda or cpu.")]
+    = "auto",
+    run: Annotated[bool, typer.Option("--run/--no-run", help="Also run two rounds of PST on "
+                                      "three tiny random-init peers on the device.")] = True,
+):
+    """Is this machine ready? Versions and their requirements, the device and bf16, each
+    peer's memory and batch rows, then a tiny two-round run: a verdict per item."""
+    import tempfile
+
+    from pst_core.config import load_config
+    from pst_core.doctor import check_device, check_peers, check_versions, run_tiny_pipeline
+    from pst_core.models.source import resolve_device
+
+    target = resolve_device(device)
+    checks = [*check_versions(), *check_device(target)]
+    if config is not None:
+        checks += check_peers(load_config(config), target)
+    failed = False
+    for c in checks:
+        mark = {True: "ok  ", False: "FIX ", None: "    "}[c.ok]
+        failed |= c.ok is False
+        console.print(f"{mark} {c.item}: {c.detail}", soft_wrap=True, highlight=False,
+                      markup=False)
+    if run:
+        with tempfile.TemporaryDirectory(prefix="pst-doctor-") as work:
+            result = run_tiny_pipeline(Path(work), target)
+        failed |= not result["ok"]
+        written = ", ".join(k for k, v in result.items() if v is True)
+        console.print(f"{'ok  ' if result['ok'] else 'FIX '} pipeline: two rounds on "
+                      f"{', '.join(result['devices'])} in {result['wall_s']} s ({written})",
+                      soft_wrap=True, highlight=False, markup=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_user_errors
 def weights(
     sources: Annotated[list[Path], typer.Argument(
         help="Run directories (their rounds are audited) or experiment YAMLs of a PST method "
@@ -487,17 +527,14 @@ def validate(
     config: Annotated[Optional[Path], typer.Argument(help="Experiment YAML to check.")] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides.")] = None,
     fields: Annotated[bool, typer.Option("--fields", help="List every config field.")] = False,
-    markdown: Annotated[bool, typer.Option(help="With --fields: a Markdown table (README).")] = False,
+    markdown: Annotated[bool, typer.Option(help="With --fields: a Markdown table (docs/configuration.md).")] = False,
 ):
     """Check an experiment config (or list every config field with --fields)."""
     from pst_core.checks import check_inputs
-    from pst_core.config import describe_fields, load_config
+    from pst_core.config import describe_fields, fields_markdown, load_config
 
     if fields and markdown:
-        print("| field | type | default | meaning |\n|---|---|---|---|")
-        for row in describe_fields():
-            cells = [c.replace("|", "\\|") for c in row]
-            print(f"| `{cells[0]}` | {cells[1]} | `{cells[2]}` | {cells[3]} |")
+        print(fields_markdown())
         return
     if fields:
         view = Table("field", "type", "default", "meaning")

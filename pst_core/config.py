@@ -125,7 +125,7 @@ class ExperimentConfig(Section):
                             description="Experiment name (runs/<experiment>).")
     method: MethodConfig = Field(
         default_factory=PST,
-        description="The method and its own settings, told apart by `name` (README: Methods); "
+        description="The method and its own settings, told apart by `name` (docs/methods.md); "
         "`method: sept` is short for `method: {name: sept}`.",
     )
     run: str | None = Field(
@@ -472,6 +472,15 @@ def describe_fields(
         rows.append((path, type_name.replace("typing.", "").replace("NoneType", "None"),
                      default, field.description or ""))
     return rows
+
+
+def fields_markdown() -> str:
+    """The configuration reference as a Markdown table (docs/configuration.md holds it)."""
+    rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
+    for row in describe_fields():
+        cells = [c.replace("|", "\\|") for c in row]
+        rows.append(f"| `{cells[0]}` | {cells[1]} | `{cells[2]}` | {cells[3]} |")
+    return "\n".join(rows)
 
 
 def _describe_methods(path: str, description: str) -> list[tuple[str, str, str, str]]:

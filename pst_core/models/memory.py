@@ -28,12 +28,7 @@ def rows_that_fit(model, row_tokens: int) -> int:
     """Rows of ``row_tokens`` tokens (prompt + new) whose KV cache and logits fit in
     ``MEMORY_SHARE`` of the memory available now on the model's device, at most ``MAX_ROWS``."""
     param = next(model.parameters())
-    text = model.config.get_text_config()
-    heads = text.num_attention_heads
-    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
-    kv_per_token = (2 * text.num_hidden_layers * getattr(text, "num_key_value_heads", heads)
-                    * head_dim * param.element_size())
-    per_row = kv_per_token * row_tokens + 3 * 4 * text.vocab_size  # logits, probs, sorted probs
+    per_row = row_bytes(model.config.get_text_config(), row_tokens, param.element_size())
     device = param.device.type
     rows = int(MEMORY_SHARE * available_bytes(param.device) // per_row)
     return max(1, min(rows, MAX_ROWS.get(device, MAX_ROWS["cpu"])))
@@ -98,6 +93,17 @@ def _glibc():
     except OSError:
         return None
     return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+
+
+def row_bytes(text_config, row_tokens: int, element_size: int) -> int:
+    """Memory one decoded row takes: its KV cache over ``row_tokens`` tokens, plus the logits,
+    probabilities and sorted probabilities of one step (fp32)."""
+    heads = text_config.num_attention_heads
+    head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // heads
+    kv_per_token = (2 * text_config.num_hidden_layers
+                    * (getattr(text_config, "num_key_value_heads", None) or heads)
+                    * head_dim * element_size)
+    return kv_per_token * row_tokens + 3 * 4 * text_config.vocab_size
 
 
 def available_bytes(device) -> int:
