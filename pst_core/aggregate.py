@@ -1,28 +1,22 @@
-"""Aggregate (DESIGN.md step 2): one training target per question from the peers' responses.
+"""Aggregate (docs/methods.md, step 2): one training target per question from the peers'
+responses.
 
 ``vote``: the majority over the peers' extracted answers (equivalence-aware), ties broken towards
 the later peer, so with no majority the last peer wins; the target is the latest response that
-carries the winning answer (DESIGN.md), or the earliest (``representative: earliest``). Measured
-in the offline demo: SmolLM2 and Gemma, seeing Qwen's worked answer, restate it as "The answer
-is 28."; as the latest carriers those one-liners became Qwen's targets, and two rounds of LoRA
-taught Qwen to skip its working (EM 92% -> 0%). ``last``: the last responder's response (the
-reference of the paper's reading). A question whose aggregate has no extractable answer is
-dropped, with its reason kept in the rejected table.
+carries the winning answer, or the earliest (``representative: earliest``: later peers often
+restate an earlier worked answer in one line, which as a target teaches skipping the working).
+``last``: the last responder's response (the reference of the paper's reading). A question whose
+aggregate has no extractable answer is dropped, with its reason kept in the rejected table.
 
-``reliable`` (DESIGN.md "Beyond the paper"): with two peers far weaker than the learner, the
-vote's ties went to the weakest peer and PST fell below the untuned learner. This rule weighs
-peers by a label-free reliability estimate (``reliability.estimate_reliability``): the winner is
-the candidate answer with the highest posterior (``reliability.answer_posteriors``; ties to the
-one carried by the more reliable peer), questions whose winning posterior is below ``min_share``
-are rejected, and the target is the response of the most reliable peer carrying the winner
-(the earliest of equally reliable ones: later peers may only restate it), or the earliest
-carrier's (``representative: earliest``, the ``pst-robust`` preset). Measured on the first
-offline set: SmolLM2, answering after Qwen and restating its answer as a one-liner, was
-estimated the most reliable peer (94%; 61% against the gold), its one-liners became Qwen's
-targets, and one round of LoRA took Qwen from 62.6% to 7.3% on MultiArith (7-token answers).
-Agreement in a chain cannot tell copying from being right; the earliest carrier is the one
-that worked the answer out: on the same answers it made Qwen's own responses the targets on
-58 of 64 questions, and the round took Qwen to 75.2% (docs/RESULTS.md).
+``reliable`` (for groups whose peers are weaker than the learner, where the vote's ties go to
+the weakest peer): peers are weighed by a label-free reliability estimate
+(``reliability.estimate_reliability``); the winner is the candidate answer with the highest
+posterior (``reliability.answer_posteriors``; ties to the one carried by the more reliable
+peer), questions whose winning posterior is below ``min_share`` are rejected, and the target is
+the response of the most reliable peer carrying the winner (the earliest of equally reliable
+ones), or the earliest carrier's (``representative: earliest``, the ``pst-robust`` preset):
+agreement in a chain cannot tell copying from being right, and the earliest carrier is the one
+that worked the answer out (docs/decisions.md has the measurements).
 
 With ``vote`` and ``reliable``, a response cut off at the token limit is the target only when
 no carrier of the winning answer finished: extraction may still read its answer (the last

@@ -1,4 +1,4 @@
-"""Evaluate (DESIGN.md step 7): exact match and the generator-verifier gap, per peer and round.
+"""Evaluate (docs/methods.md, step 5): exact match and the generator-verifier gap, per peer and round.
 
 Exact match: one greedy response per question. Generator-verifier gap (Song et al., "Mind the
 Gap", 2024): n sampled responses per question; the model scores each of its own responses with

@@ -1,4 +1,4 @@
-"""Peer round (DESIGN.md step 1): K peers answer each question in turn, each seeing the earlier
+"""Peer round (docs/methods.md, step 1): K peers answer each question in turn, each seeing the earlier
 answers.
 
 A round is a sequence of turns: at each position (first answerer, second...), every peer answers
@@ -7,7 +7,7 @@ one position are independent (different peers, different questions: an orchestra
 in parallel); positions are sequential. The caller loads one peer per turn and releases it, so a
 round's peak memory is about one peer's.
 
-Order matters (STACK.md: Qwen-0.5B fell from 80% to 30% after seeing SmolLM2's wrong answers), so
+Order matters (a strong peer that sees weak peers' wrong answers often adopts them), so
 the order is recorded per question in the ``position`` column.
 """
 

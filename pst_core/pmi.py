@@ -1,4 +1,4 @@
-"""PMI and weights (DESIGN.md steps 3-4): how much each peer's response predicts the aggregate.
+"""PMI and weights (docs/methods.md, step 3): how much each peer's response predicts the aggregate.
 
 PMI_k = log p_S(a* | x, y_k) - log p_S(a* | x), with S the peer itself (default) or a fixed
 scorer. ``p(a* | x)`` scores the aggregate after the solo prompt; ``p(a* | x, y_k)`` after the

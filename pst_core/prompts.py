@@ -1,6 +1,6 @@
 """Prompt templates: solo, peer and self-verification prompts, chat or few-shot.
 
-The solo instruction is the one measured to work on these models (STACK.md): with a "careful
+The solo instruction is the one measured to work on these models (docs/decisions.md): with a "careful
 tutor" system prompt Qwen-0.5B skipped its working and scored 0/30; with this instruction it
 scored 24/30. Base models without a chat template (Gemma-3-270M) get a few-shot prompt whose
 worked examples are written for this project (not taken from any benchmark) and stop at the
@@ -67,7 +67,7 @@ VERIFY_INSTRUCTION = (
 
 
 def peer_prompt(question: str, earlier: list[str], style: Style) -> Prompt:
-    """The prompt of a peer that sees the earlier peers' responses (DESIGN.md, step 1).
+    """The prompt of a peer that sees the earlier peers' responses (docs/methods.md, step 1).
 
     With no earlier responses it is the solo prompt, so the first peer of a chain answers alone.
     Earlier responses are shown as "Student 1", "Student 2"... in answering order; model names

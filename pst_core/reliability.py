@@ -1,4 +1,4 @@
-"""Label-free peer reliability (DESIGN.md "Beyond the paper"): how often each peer is right,
+"""Label-free peer reliability (docs/methods.md, pst-robust): how often each peer is right,
 estimated from the peers' answers alone, and the posterior of each candidate answer.
 
 Why: ``vote`` treats all peers alike and gives ties to the later peer. Measured: with two peers

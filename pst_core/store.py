@@ -1,4 +1,4 @@
-"""Parquet I/O with declared schemas, atomic writes, and the run layout of DESIGN.md.
+"""Parquet I/O with declared schemas, atomic writes, and the run layout (docs/architecture.md).
 
 A stage's output is written to a temporary file in the same directory and renamed into place,
 so a file that exists is complete: a crash leaves either the old state or the new one, never a
@@ -220,7 +220,7 @@ def check_unlocked(root: Path) -> None:
 
 @dataclass(frozen=True)
 class RunLayout:
-    """Where a run's artifacts live: ``<output_dir>/<experiment>/<run>/`` (DESIGN.md)."""
+    """Where a run's artifacts live: ``<output_dir>/<experiment>/<run>/`` (docs/architecture.md)."""
 
     root: Path
 

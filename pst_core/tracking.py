@@ -36,7 +36,7 @@ from pst_core.targets import TARGETS_SCHEMA
 
 log = logging.getLogger(__name__)
 
-# The settings STACK.md measured to keep Prefect and MLflow from calling home.
+# The settings that keep Prefect and MLflow from calling home (MLflow ignores "1").
 OFFLINE_ENV = {
     "DO_NOT_TRACK": "true",  # the string "true": MLflow ignores "1"
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -97,7 +97,7 @@ def get_or_create_experiment(client, name: str, output_dir: str | Path) -> str:
     """The id of experiment ``name``, marked as model training (``EXPERIMENT_KIND``).
 
     Created if missing, with its artifacts stored under ``<output_dir>/mlartifacts`` (a
-    ``file://`` URI, as STACK.md recommends). An existing experiment gets the kind tag if it has
+    ``file://`` URI: MLflow 3 refuses the old file store). An existing experiment gets the kind tag if it has
     none or only one the UI inferred; a kind someone chose is kept.
     """
     from mlflow.exceptions import MlflowException

@@ -1,4 +1,4 @@
-"""Train (DESIGN.md step 5): weighted SFT of a peer on (solo prompt(x) -> a*).
+"""Train (docs/methods.md, step 4): weighted SFT of a peer on (solo prompt(x) -> a*).
 
 L_k = sum_x w_k(x) * NLL_{M_k}(a* | x) / N over the N examples of one optimizer step (all its
 accumulated micro-batches, the last short one of an epoch included), where NLL is the mean token

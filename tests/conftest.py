@@ -82,7 +82,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_configure(config):
-    # Offline settings of STACK.md, for every test and every subprocess it starts, and a
+    # The offline settings, for every test and every subprocess it starts, and a
     # Prefect home of the test session's own (it holds Prefect's database).
     import tempfile
 

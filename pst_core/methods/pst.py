@@ -67,7 +67,7 @@ class AggregateConfig(Section):
     representative: Literal["latest", "earliest", "reliable"] | None = Field(
         None,
         description="Which response carrying the winning answer becomes the target. vote: the "
-        "latest (DESIGN.md) or the earliest (keeps the first solver's full working when later "
+        "latest or the earliest (keeps the first solver's full working when later "
         "peers only restate its answer); reliable: the most reliable carrier's or the earliest. "
         "null: the rule's own (vote: latest, reliable: reliable). A response cut off at the "
         "token limit is chosen only when no carrier finished.",

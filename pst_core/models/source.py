@@ -285,7 +285,7 @@ def _dequantize_to(gguf: Path, out: Path) -> None:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ModelError(f"{gguf}: not a loadable GGUF model ({reason})") from None
     # save_pretrained refuses quantized models: detach the GGUF quantizer (weights are already
-    # dequantized tensors), as STACK.md measured; the copy reloads with identical logits.
+    # dequantized tensors); the copy reloads with identical logits (docs/decisions.md).
     model.hf_quantizer = None
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
