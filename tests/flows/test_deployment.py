@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 from mlflow.tracking import MlflowClient
 
+from flows.servers import executable
 from tests.helpers import api_call, stop, tiny_config, wait_for, write_pool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +30,7 @@ def test_schedule_fires_and_ui_style_run_with_override_completes(tmp_path, tiny_
         wait_for(lambda: api_call(api, "/deployments/filter", {"deployments": {"name": {"any_": ["test"]}}}),
               90, "the deployment to be registered")
         triggered = subprocess.run(
-            ["prefect", "deployment", "run", "pst-pipeline/test", "--param",
+            [executable("prefect"), "deployment", "run", "pst-pipeline/test", "--param",
              'overrides=["seed=1"]', "--watch", "--watch-timeout", "300"],
             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=360)
         assert triggered.returncode == 0, triggered.stdout[-2000:] + triggered.stderr[-2000:]

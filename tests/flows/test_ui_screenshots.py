@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flows.servers import executable
 from tests.helpers import api_call, free_port, http_ok, stop, tiny_config, wait_for, write_pool
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -44,7 +45,7 @@ def test_prefect_and_mlflow_pages_of_a_completed_run(tmp_path, tiny_model_dirs, 
     mlflow_port = free_port()
     db = f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}"
     mlflow = subprocess.Popen(
-        ["mlflow", "server", "--backend-store-uri", db, "--host", "127.0.0.1", "--port",
+        [executable("mlflow"), "server", "--backend-store-uri", db, "--host", "127.0.0.1", "--port",
          str(mlflow_port), "--workers", "1"],
         env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         stdout=open(tmp_path / "mlflow.log", "w"), stderr=subprocess.STDOUT,

@@ -1,7 +1,7 @@
 """The deployments/prefect.yaml path for real: against a `prefect server`, a process work pool,
 `prefect deploy` of the pipeline from the yaml (PST_PROJECT_DIR at this checkout), a worker, and
 a run with a parameter override that completes. Docker and Kubernetes pools differ only in the
-pool's type and the yaml's work_pool section (README "Prefect and MLflow")."""
+pool's type and the yaml's work_pool section (docs/usage.md "Prefect and MLflow")."""
 
 import os
 import subprocess

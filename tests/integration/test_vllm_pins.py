@@ -11,10 +11,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.unit.test_pins import RECORDED, conflicts, project_requirements
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(os.environ.get("PST_NETWORK_TESTS") != "1",
                                 reason="reads PyPI: set PST_NETWORK_TESTS=1")
@@ -36,3 +39,18 @@ def test_vllm_metadata_fits_our_pins_and_the_record(spec, tmp_path):
     assert conflicts(base, fetched) == []
     recorded = json.loads(RECORDED.read_text())["packages"][spec]
     assert sorted(fetched) == sorted(recorded), "re-record data/vllm_requirements.json"
+
+
+def test_the_gpu_user_environment_resolves(tmp_path):
+    """`pip install -e ".[gpu,flows]"` (vLLM, Prefect, MLflow in one environment) resolves
+    against the registry now; only metadata is read where the registry serves it (PEP 658)."""
+    report = tmp_path / "report.json"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run",
+                           "--ignore-installed", "--quiet", "--report", str(report),
+                           f"{ROOT}[gpu,flows]"], capture_output=True, text=True, timeout=1800,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    chosen = {p["metadata"]["name"].lower(): p["metadata"]["version"]
+              for p in json.loads(report.read_text())["install"]}
+    assert chosen["vllm"] and chosen["prefect"].startswith("3.7.")
+    assert chosen["fastapi"].startswith("0.136.") and chosen["mlflow"]
