@@ -12,6 +12,7 @@ import errno
 import functools
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -78,6 +79,10 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
     )
     for noisy in ("httpx", "urllib3", "filelock", "transformers", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Deprecation notices of the libraries' own internals (transformers' is_gradient_checkpointing
+    # as peft calls it): nothing a user of pst can act on.
+    for library in ("transformers", "peft", "accelerate"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=library)
 
 
 SourceArg = Annotated[
@@ -261,9 +266,11 @@ def demo(
     rounds: Annotated[int, typer.Option(help="Training rounds.")] = 2,
     output_dir: Annotated[str, typer.Option(help="Where runs and mlflow.db go.")] = "runs",
 ):
-    """The offline demo: fetch the three offline peers, run the pipeline flow on the synthetic
-    problems, and print what happened (a table, then in words), where the results are and how
-    to open the UIs."""
+    """The offline demo: two rounds of PST on synthetic problems, explained.
+
+    Fetches the three offline peers, runs the pipeline flow, and prints what happened (a table,
+    then in words), where the results are and how to open the UIs.
+    """
     exit_promptly_on_interrupt()
     from pst_core.config import load_config
     from pst_core.metrics import run_metrics, summary
@@ -285,7 +292,7 @@ def demo(
     pipeline_flow(config_path=str(config), overrides=overrides)
     layout = Runner(cfg).layout
     print_summary(summary(layout, cfg.rounds))
-    for line in recap(run_metrics(layout, cfg.rounds)):
+    for line in recap(run_metrics(layout, cfg.rounds), [p.name for p in cfg.peers]):
         console.print(line, markup=False)
     console.print(f"results: {layout.root}")
     console.print(f"MLflow:  {default_tracking_uri(output_dir)}")
@@ -401,6 +408,10 @@ def print_summary(rows: list[dict]) -> None:
                      pct(row.get("gv_gap_abs")), pct(row.get("gv_gap_rel")),
                      str(int(row.get("n_questions", 0))))
     console.print(view)
+    if any(pct(row.get("gv_gap_rel")) == "-" for row in rows):
+        console.print("GV-Gap '-': no sampled answers at that round (eval.gap_rounds, "
+                      "eval.gap_benchmarks), or, for rel only, every sample was right: no "
+                      "headroom to divide the gap by.", soft_wrap=True)
 
 
 @app.command()
@@ -410,8 +421,11 @@ def preflight(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides.")] = None,
     questions: Annotated[int, typer.Option(min=2, help="Pool questions to answer.")] = 32,
 ):
-    """Before training: each peer's label-free reliability, their agreement, and whether the
-    group looks like a better teacher than each learner alone (gold only as an audit)."""
+    """Before training: is the group a better teacher than each learner alone?
+
+    Prints each peer's label-free reliability and agreement on a small sample, and the gold
+    accuracy beside them where the pool has gold (an audit only).
+    """
     from pst_core.config import load_config
     from pst_core.preflight import run_preflight
 
@@ -450,8 +464,11 @@ def doctor(
     run: Annotated[bool, typer.Option("--run/--no-run", help="Also run two rounds of PST on "
                                       "three tiny random-init peers on the device.")] = True,
 ):
-    """Is this machine ready? Versions and their requirements, the device and bf16, each
-    peer's memory and batch rows, then a tiny two-round run: a verdict per item."""
+    """Is this machine ready? A verdict per item, then a tiny two-round run.
+
+    Checks versions and their requirements, the device and bf16, each peer's memory and batch
+    rows (with a config), then runs two rounds of PST on tiny peers on the device.
+    """
     import tempfile
 
     from pst_core.config import load_config
@@ -558,16 +575,16 @@ def models_list():
     """The offline packaged models, their licenses, and whether they are fetched."""
     from pst_core.models.offline import OFFLINE_MODELS, offline_model_path
 
-    # Names are copied into configs: never cut (an ellipsis would hide the tail); the other
-    # columns fold (a long word or URL breaks across lines, every character kept).
-    view = Table()
-    view.add_column("name", no_wrap=True, min_width=max(map(len, OFFLINE_MODELS)))
-    for header in ("model", "license", "size", "fetched"):
-        view.add_column(header, overflow="fold")
+    # Plain lines, not a table: names are copied into configs and a table at 80 columns (or in
+    # a pipe) split words across lines; here nothing is cut or split.
+    width = max(map(len, OFFLINE_MODELS))
+    print(f"{'name':<{width}}  {'size':>8}  fetched")
     for m in OFFLINE_MODELS.values():
         fetched = "yes" if offline_model_path(m.name).exists() else "no"
-        view.add_row(m.name, m.description, m.license, f"{m.size / 2**20:.0f} MiB", fetched)
-    console.print(view)
+        print(f"{m.name:<{width}}  {m.size / 2**20:>4.0f} MiB  {fetched}")
+    print()
+    for m in OFFLINE_MODELS.values():
+        print(f"{m.name}: {m.description}; license: {m.license}")
 
 
 @models_app.command("fetch")

@@ -21,8 +21,9 @@ NOISE_QUESTIONS = 2
 Score = tuple[int, int, float]  # questions right, questions asked, EM
 
 
-def recap(rows: list[dict]) -> list[str]:
-    """Lines describing a run from its metrics rows (``METRICS_SCHEMA``, all rounds)."""
+def recap(rows: list[dict], peers: list[str] | None = None) -> list[str]:
+    """Lines describing a run from its metrics rows (``METRICS_SCHEMA``, all rounds);
+    ``peers``: every peer of the config, so that those that only answered are named too."""
     value = {(m["round"], m["peer"], m["benchmark"], m["name"]): m["value"] for m in rows}
     scores: dict[tuple[int, str, str], Score] = {}
     for m in rows:
@@ -33,6 +34,7 @@ def recap(rows: list[dict]) -> list[str]:
     if not scores:
         return ["No round has been evaluated yet."]
     rounds = sorted({r for r, _, _ in scores})
+    everyone = peers or []
     peers = list(dict.fromkeys(p for _, p, _ in scores))
     benchmarks = list(dict.fromkeys(b for _, _, b in scores))
     on = {b: f" on {b}" if len(benchmarks) > 1 else "" for b in benchmarks}
@@ -51,6 +53,11 @@ def recap(rows: list[dict]) -> list[str]:
                 training = _training(value, r, peer)
                 lines.append(f"{line}, {training}" if training else line)
     reading = _reading(value, scores, rounds, peers, on)
+    silent = [p for p in everyone if p not in peers]
+    if silent:
+        names = " and ".join([", ".join(silent[:-1]), silent[-1]] if len(silent) > 1 else silent)
+        lines.append(f"{names} answered {'its' if len(silent) == 1 else 'their'} turns, untrained "
+                     f"and unevaluated (`learners` names {', '.join(peers)}).")
     return [*lines, "Reading: " + " ".join(reading)]
 
 
@@ -85,8 +92,8 @@ def _reading(value: dict, scores: dict, rounds: list[int], peers: list[str],
                    f"{', '.join(f'{name} {k:+d}' for name, k in changes)}; " + (
                        "larger changes still need a paired interval (`pst compare` against a "
                        "base run)." if big else "all within that noise."))
-    out.append("Numbers that mean something come from the README's MultiArith configs "
-               "(data/configs/multiarith.yaml; data/configs/offline/ compares the methods).")
+    out.append("Numbers that mean something come from the MultiArith config sets "
+               "(data/configs/offline-strong/ compares the methods; docs/usage.md).")
     return out
 
 

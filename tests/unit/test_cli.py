@@ -149,16 +149,27 @@ def test_generate_takes_peer_fields_as_key_value(tmp_path, tiny_llama_dir):
     assert len(rows) == 2 and all(r["n_tokens"] <= 3 for r in rows)  # key=value wins
 
 
-def test_models_list_never_cuts_names():
-    """At 80 columns through a pipe: every name whole on its line (descriptions fold instead)."""
+def test_models_list_never_cuts_or_splits_a_word():
+    """At 80 columns through a pipe: every name, description and license whole on its line."""
     from pst_core.models.offline import OFFLINE_MODELS
 
     result = pst("models", "list", env={"COLUMNS": "80"})
     assert result.returncode == 0, result.stderr
     assert "…" not in result.stdout
-    for name in OFFLINE_MODELS:
-        assert f" {name} " in result.stdout, result.stdout
-    assert max(map(len, result.stdout.splitlines())) <= 80
+    for m in OFFLINE_MODELS.values():
+        assert any(line.startswith(f"{m.name} ") for line in result.stdout.splitlines())
+        assert f"{m.name}: {m.description}; license: {m.license}" in result.stdout
+
+
+def test_every_command_summary_is_one_line():
+    """`pst --help` lists each command by its docstring's first paragraph: one line, so the
+    listing never breaks a sentence where the source wrapped it."""
+    from flows.cli import app, models_app
+
+    for group in (app, models_app):
+        for command in group.registered_commands:
+            summary = (command.callback.__doc__ or "").strip().split("\n\n")[0]
+            assert summary and "\n" not in summary, command.callback.__name__
 
 
 def test_run_without_prefect_says_which_extra_to_install():

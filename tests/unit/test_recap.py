@@ -41,8 +41,8 @@ def test_per_round_and_peer_em_targets_and_weights_then_a_reading():
         "a round. EM is measured on 8 questions (one is 12.5 points): a change of one or two "
         "questions is noise. From round 0 to 2, questions gained: qwen-0.5b +1, smollm2-135m -1, "
         "gemma3-270m +1; all within that noise. Numbers that mean something come from the "
-        "README's MultiArith configs (data/configs/multiarith.yaml; data/configs/offline/ "
-        "compares the methods).")
+        "MultiArith config sets (data/configs/offline-strong/ compares the methods; "
+        "docs/usage.md).")
     assert len(lines) == 11 and lines[0].startswith("What happened (EM:")
 
 
@@ -65,11 +65,13 @@ def test_two_benchmarks_no_gold_equal_weights_and_a_change_beyond_noise():
 
 def test_an_untrained_run_and_an_empty_one():
     rows = [_row(0, "em", 0.75, "p", "b"), _row(0, "n_questions", 4.0, "p", "b")]
-    assert recap(rows)[1:] == [
+    assert recap(rows, ["p", "s", "g"])[1:] == [
         "round 0, p (untuned): EM 3/4 (75%)",
+        "s and g answered their turns, untrained and unevaluated (`learners` names p).",
         ("Reading: EM is measured on 4 questions (one is 25.0 points): a change of one or two "
-         "questions is noise. Numbers that mean something come from the README's MultiArith "
-         "configs (data/configs/multiarith.yaml; data/configs/offline/ compares the methods).")]
+         "questions is noise. Numbers that mean something come from the MultiArith config sets "
+         "(data/configs/offline-strong/ compares the methods; docs/usage.md).")]
+    assert len(recap(rows)) == 3  # without the config's peers: only the evaluated one
     assert recap([]) == ["No round has been evaluated yet."]
 
 
