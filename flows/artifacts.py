@@ -15,7 +15,7 @@ from uuid import UUID
 
 from prefect.artifacts import create_table_artifact
 
-from pst_core.evaluate import METRICS_SCHEMA
+from pst_core.schemas import METRICS_SCHEMA
 from pst_core.store import RunLayout, read_table
 
 # Column -> (metric name, scale): percentages, or percentage points for the absolute gap.

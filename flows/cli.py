@@ -23,7 +23,6 @@ from rich.table import Table
 from flows.options import all_valid, check_sampling, dataset_spec, peer_config
 from flows.servers import exit_promptly_on_interrupt, prefect_env
 
-
 app = typer.Typer(
     help="Peer-Predictive Self-Training: label-free math self-training for small models.",
     no_args_is_help=True,
@@ -116,7 +115,8 @@ def ingest(
     ] = False,
 ):
     """Read a dataset into one Parquet table (id, question, answer, source, split)."""
-    from pst_core.data import DATASET_SCHEMA, ingest_dataset
+    from pst_core.data import ingest_dataset
+    from pst_core.schemas import DATASET_SCHEMA
     from pst_core.store import check_output_file, write_table
 
     spec, = all_valid(
@@ -256,8 +256,6 @@ def run(
         layout = runner.run()
     print_summary(summary(layout, cfg.rounds))
     console.print(f"results: {layout.root} (metrics.parquet and eval.parquet per round)")
-
-
 
 
 @app.command()

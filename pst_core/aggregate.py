@@ -35,26 +35,9 @@ import pyarrow as pa
 
 from pst_core.answers import group_answers, is_equivalent, matches_gold
 from pst_core.reliability import Candidate, answer_posteriors
-
-AGGREGATES_SCHEMA = pa.schema(
-    [
-        pa.field("question_id", pa.string(), nullable=False),
-        pa.field("response", pa.string(), nullable=False),  # the training target a*
-        pa.field("answer", pa.string(), nullable=False),  # a*'s extracted answer
-        pa.field("method", pa.string(), nullable=False),  # vote | last | reliable
-        pa.field("source_peer", pa.string(), nullable=False),  # whose response a* is
-        pa.field("votes", pa.int32(), nullable=False),  # responses carrying a*'s answer
-        pa.field("n_peers", pa.int32(), nullable=False),
-        pa.field("agreement", pa.float64(), nullable=False),  # votes / n_peers
-        pa.field("gold_match", pa.bool_()),  # audit only; null without gold
-    ]
-)
-
-REJECTED_SCHEMA = pa.schema(
-    [
-        pa.field("question_id", pa.string(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),
-    ]
+from pst_core.schemas import (
+    AGGREGATES_SCHEMA,
+    REJECTED_SCHEMA,
 )
 
 METHODS = ("vote", "last", "reliable")

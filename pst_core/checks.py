@@ -104,8 +104,9 @@ def check_same_run(cfg: ExperimentConfig, root: Path) -> None:
         ConfigError: the differing fields, old -> new, and how to start fresh.
     """
     from pst_core.config import load_recorded
+    from pst_core.store import RunLayout
 
-    recorded = root / "config.yaml"
+    recorded = RunLayout(root).config
     if not recorded.is_file():
         return
     try:

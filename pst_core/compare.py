@@ -24,41 +24,13 @@ import pyarrow as pa
 
 from pst_core.config import ExperimentConfig, load_recorded
 from pst_core.errors import ConfigError
-from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA, eval_metrics
+from pst_core.evaluate import eval_metrics
 from pst_core.methods import REGISTRY
 from pst_core.provenance import invocations
-from pst_core.store import read_table
-from pst_core.targets import TARGETS_SCHEMA
+from pst_core.schemas import COMPARISON_SCHEMA, EVAL_SCHEMA, METRICS_SCHEMA, TARGETS_SCHEMA
+from pst_core.store import RunLayout, read_table
 
 N_BOOTSTRAP = 10_000
-
-COMPARISON_SCHEMA = pa.schema(
-    [
-        pa.field("experiment", pa.string(), nullable=False),  # the config set
-        pa.field("seed", pa.int64(), nullable=False),  # its trained runs' seed (base is shared)
-        pa.field("rounds", pa.int64(), nullable=False),  # its trained runs' number of rounds
-        pa.field("method", pa.string(), nullable=False),
-        pa.field("run", pa.string(), nullable=False),
-        pa.field("peer", pa.string(), nullable=False),
-        pa.field("benchmark", pa.string(), nullable=False),
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("n_questions", pa.int32(), nullable=False),
-        pa.field("em", pa.float64()),
-        pa.field("gv_gap_abs", pa.float64()),
-        pa.field("gv_gap_rel", pa.float64()),
-        pa.field("decoding", pa.string(), nullable=False),  # greedy | t=<best temperature>
-        pa.field("delta_em", pa.float64()),  # vs base at its best temperature, same questions
-        pa.field("delta_lo", pa.float64()),  # paired bootstrap 95% interval
-        pa.field("delta_hi", pa.float64()),
-        pa.field("mcnemar_p", pa.float64()),
-        pa.field("mean_tokens", pa.float64()),  # the scored responses' length
-        pa.field("truncated", pa.float64()),  # their share that hit max_new_tokens
-        pa.field("n_targets", pa.float64()),  # training side of the round (null at round 0)
-        pa.field("pseudo_label_acc", pa.float64()),
-        pa.field("weighted_label_acc", pa.float64()),  # share of training weight on right targets
-    ]
-)
-
 
 @dataclass
 class Run:
@@ -84,20 +56,19 @@ class Run:
 def load_run(root: str | Path) -> Run:
     """Read a run directory (``runs/<experiment>/<run>``) written by ``pst run``."""
     root = Path(root)
-    config_file = root / "config.yaml"
-    if not config_file.exists():
+    layout = RunLayout(root)
+    if not layout.config.exists():
         raise ConfigError(f"{root}: no config.yaml, not a run directory (runs/<experiment>/<run>)")
-    cfg = load_recorded(config_file)
-    rounds = sorted(root.glob("round_*/eval.parquet"))
+    cfg = load_recorded(layout.config)
+    rounds = [path for _, path in layout.rounds_with("eval")]
     if not rounds:
         raise ConfigError(f"{root}: no round has finished its evaluation yet")
     return Run(
         root, cfg,
         [x for p in rounds for x in read_table(p, EVAL_SCHEMA).to_pylist()],
-        [m for p in sorted(root.glob("round_*/metrics.parquet"))
+        [m for _, p in layout.rounds_with("metrics")
          for m in read_table(p, METRICS_SCHEMA).to_pylist()],
-        [t | {"round": int(p.parent.name.removeprefix("round_"))}
-         for p in sorted(root.glob("round_*/targets.parquet"))
+        [t | {"round": r} for r, p in layout.rounds_with("targets")
          for t in read_table(p, TARGETS_SCHEMA).to_pylist()],
     )
 

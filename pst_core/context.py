@@ -14,25 +14,15 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from pst_core.data import DATASET_SCHEMA
 from pst_core.models.backend import Backend, SamplingParams
 from pst_core.models.checkpoint import is_checkpoint
 from pst_core.models.loading import load_backend
+from pst_core.schemas import DATASET_SCHEMA, QUESTIONS_SCHEMA
 from pst_core.store import RunLayout, read_table
 
 if TYPE_CHECKING:
     from pst_core.config import ExperimentConfig, PeerConfig
     from pst_core.data.spec import DatasetConfig
-
-QUESTIONS_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("question", pa.string(), nullable=False),
-        # The answering order of the peers (PST); empty for methods whose models answer alone.
-        pa.field("order", pa.list_(pa.string()), nullable=False),
-    ]
-)
-
 
 @dataclass(frozen=True)
 class RunContext:
@@ -50,7 +40,7 @@ class RunContext:
 
     def part(self, r: int, name: str) -> Path:
         """A per-peer (or per-turn) piece of round r's tables, collected into the round's file."""
-        return self.layout.round_dir(r) / "parts" / f"{name}.parquet"
+        return self.layout.part(r, name)
 
     def dataset(self, spec: DatasetConfig) -> pa.Table:
         """An ingested dataset (all splits, gold included: only audit and evaluation read it)."""
@@ -58,7 +48,7 @@ class RunContext:
 
     def questions(self, r: int) -> pa.Table:
         """Round r's sample: id, question and answering order; no gold answers."""
-        return read_table(self.layout.round_dir(r) / "questions.parquet", QUESTIONS_SCHEMA)
+        return read_table(self.layout.questions(r), QUESTIONS_SCHEMA)
 
     def checkpoint(self, peer: str, upto_round: int) -> Path | None:
         """The peer's latest checkpoint from rounds 1..upto_round, or None (the untuned model)."""

@@ -22,37 +22,10 @@ from pst_core.answers import matches_gold
 from pst_core.generate import generate_solo
 from pst_core.models.backend import Backend, SamplingParams
 from pst_core.prompts import verify_choices, verify_prompt
+from pst_core.schemas import EVAL_SCHEMA
 
 if TYPE_CHECKING:
     from pst_core.config import EvalConfig
-
-EVAL_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("model", pa.string(), nullable=False),  # the peer
-        pa.field("benchmark", pa.string(), nullable=False),
-        pa.field("question_id", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),  # greedy | sample | t=<temperature>
-        pa.field("sample", pa.int32(), nullable=False),
-        pa.field("response", pa.string(), nullable=False),
-        pa.field("answer", pa.string()),
-        pa.field("correct", pa.bool_(), nullable=False),
-        pa.field("n_tokens", pa.int32(), nullable=False),
-        pa.field("finish_reason", pa.string(), nullable=False),
-        pa.field("verify_score", pa.float64()),  # log p(Yes) - log p(No); samples only
-    ]
-)
-
-METRICS_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("peer", pa.string()),  # null for round-wide metrics
-        pa.field("benchmark", pa.string()),  # null for training-side metrics
-        pa.field("name", pa.string(), nullable=False),
-        pa.field("value", pa.float64()),
-    ]
-)
-
 
 def evaluate_peer(
     questions: pa.Table,

@@ -16,22 +16,7 @@ from pst_core.answers import RULES, extract_answer
 from pst_core.errors import DataError
 from pst_core.models.backend import Backend, PromptTooLong, SamplingParams, per_prompt
 from pst_core.prompts import Prompt, solo_prompt, stop_strings
-
-RESPONSES_SCHEMA = pa.schema(
-    [
-        pa.field("question_id", pa.string(), nullable=False),
-        pa.field("peer", pa.string(), nullable=False),
-        pa.field("model", pa.string(), nullable=False),
-        pa.field("position", pa.int32(), nullable=False),  # 0-based turn in the peer chain
-        pa.field("sample", pa.int32(), nullable=False),  # index among n samples
-        pa.field("prompt", pa.string(), nullable=False),  # exactly what the model saw
-        pa.field("response", pa.string(), nullable=False),
-        pa.field("answer", pa.string()),  # extracted final answer; null if none
-        pa.field("answer_rule", pa.string()),  # which extraction rule fired
-        pa.field("n_tokens", pa.int32(), nullable=False),
-        pa.field("finish_reason", pa.string(), nullable=False),  # stop | length
-    ]
-)
+from pst_core.schemas import RESPONSES_SCHEMA
 
 
 def generate_responses(

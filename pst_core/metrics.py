@@ -14,14 +14,19 @@ import json
 
 import pyarrow as pa
 
-from pst_core.aggregate import AGGREGATES_SCHEMA, REJECTED_SCHEMA
-from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA, eval_metrics
-from pst_core.generate import RESPONSES_SCHEMA
-from pst_core.pmi import PMI_SCHEMA
-from pst_core.reliability import RELIABILITY_SCHEMA
+from pst_core.evaluate import eval_metrics
+from pst_core.schemas import (
+    AGGREGATES_SCHEMA,
+    EVAL_SCHEMA,
+    METRICS_SCHEMA,
+    PMI_SCHEMA,
+    REJECTED_SCHEMA,
+    RELIABILITY_SCHEMA,
+    RESPONSES_SCHEMA,
+    TARGETS_SCHEMA,
+    TRAIN_LOG_SCHEMA,
+)
 from pst_core.store import RunLayout, read_table
-from pst_core.targets import TARGETS_SCHEMA
-from pst_core.train import TRAIN_LOG_SCHEMA
 
 
 def round_metrics(layout: RunLayout, r: int, peers: list[str]) -> pa.Table:
@@ -40,12 +45,12 @@ def round_metrics(layout: RunLayout, r: int, peers: list[str]) -> pa.Table:
         add("pseudo_label_acc", _audited(targets))
         if layout.aggregates(r).exists():  # the PST family
             aggregates = read_table(layout.aggregates(r), AGGREGATES_SCHEMA).to_pylist()
-            rejected = read_table(layout.round_dir(r) / "rejected.parquet", REJECTED_SCHEMA)
+            rejected = read_table(layout.rejected(r), REJECTED_SCHEMA)
             add("n_aggregated", float(len(aggregates)))
             add("n_rejected", float(rejected.num_rows))
             add("agreement", _mean([a["agreement"] for a in aggregates]))
         pmi = read_table(layout.pmi(r), PMI_SCHEMA).to_pylist() if layout.pmi(r).exists() else []
-        reliability = layout.round_dir(r) / "peers.parquet"
+        reliability = layout.peers(r)
         for row in (read_table(reliability, RELIABILITY_SCHEMA).to_pylist()
                     if reliability.exists() else []):
             add("reliability_est", row["estimated_accuracy"], row["peer"])
@@ -67,7 +72,7 @@ def round_metrics(layout: RunLayout, r: int, peers: list[str]) -> pa.Table:
             add("train_loss_last", losses[-1] if losses else float("nan"), name)
             if pmi:
                 add("mean_pmi", _mean([p["pmi"] for p in pmi if p["peer"] == name]), name)
-    for path in sorted((layout.round_dir(r) / "timings").glob("*.json")):
+    for path in sorted(layout.timings(r).glob("*.json")):
         record = json.loads(path.read_text())
         add(f"wall_s/{record['stage']}", record["wall_s"], record["peer"])
         if "rss_gb" in record:

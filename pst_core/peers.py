@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 import pyarrow as pa
 
 from pst_core.answers import group_answers
-from pst_core.generate import RESPONSES_SCHEMA, generate_responses, generate_solo
+from pst_core.generate import generate_responses, generate_solo
 from pst_core.models.backend import Backend, SamplingParams
 from pst_core.prompts import peer_prompt
+from pst_core.schemas import RESPONSES_SCHEMA
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pst_core.evaluate import METRICS_SCHEMA
-from pst_core.pmi import PMI_SCHEMA
+from pst_core.schemas import METRICS_SCHEMA, PMI_SCHEMA
 from pst_core.store import RunLayout, read_table
 
 
@@ -23,7 +22,7 @@ def _pyplot():
 
 def plot_rounds(layout: RunLayout, out_dir: Path) -> Path | None:
     """``rounds.png``: EM and GV-Gap (abs) per round, one line per peer and benchmark."""
-    rows = [m for path in sorted(layout.root.glob("round_*/metrics.parquet"))
+    rows = [m for _, path in layout.rounds_with("metrics")
             for m in read_table(path, METRICS_SCHEMA).to_pylist()]
     if not rows:
         return None

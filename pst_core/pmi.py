@@ -25,20 +25,7 @@ import pyarrow as pa
 from pst_core.aggregate import training_view
 from pst_core.models.backend import Backend
 from pst_core.prompts import peer_prompt, solo_prompt
-
-PMI_SCHEMA = pa.schema(
-    [
-        pa.field("question_id", pa.string(), nullable=False),
-        pa.field("peer", pa.string(), nullable=False),
-        pa.field("scorer", pa.string(), nullable=False),
-        pa.field("logp_cond", pa.float64(), nullable=False),  # log p(a* | x, y_k), reduced
-        pa.field("logp_uncond", pa.float64(), nullable=False),  # log p(a* | x), reduced
-        pa.field("n_target_tokens", pa.int32(), nullable=False),
-        pa.field("pmi", pa.float64(), nullable=False),
-        pa.field("z", pa.float64(), nullable=False),  # PMI standardized per peer and round
-        pa.field("weight", pa.float64(), nullable=False),  # mean 1 per peer and round
-    ]
-)
+from pst_core.schemas import PMI_SCHEMA
 
 
 def score_pmi(

@@ -23,27 +23,10 @@ import pyarrow as pa
 
 from pst_core.config import ExperimentConfig
 from pst_core.errors import ConfigError
-from pst_core.generate import RESPONSES_SCHEMA
 from pst_core.methods.pst import PST
 from pst_core.runner import Collect, MakeTargets, Runner, SampleQuestions
+from pst_core.schemas import AUDIT_SCHEMA, RESPONSES_SCHEMA, TARGETS_SCHEMA
 from pst_core.store import RunLayout, read_table
-from pst_core.targets import TARGETS_SCHEMA
-
-AUDIT_SCHEMA = pa.schema(
-    [
-        pa.field("round", pa.int32(), nullable=False),
-        pa.field("peer", pa.string(), nullable=False),
-        pa.field("n_targets", pa.int32(), nullable=False),
-        pa.field("n_right", pa.int32(), nullable=False),  # gold audit
-        pa.field("n_copied", pa.int32(), nullable=False),  # restated an earlier peer verbatim
-        pa.field("auroc_right", pa.float64()),  # weight separating right from wrong targets
-        pa.field("auroc_copied", pa.float64()),  # weight separating copied from other targets
-        pa.field("weight_right", pa.float64()),  # mean weight of each kind
-        pa.field("weight_wrong", pa.float64()),
-        pa.field("weight_copied", pa.float64()),
-        pa.field("weight_other", pa.float64()),
-    ]
-)
 
 
 def auroc(scores: list[float], labels: list[bool]) -> float | None:
@@ -93,8 +76,7 @@ def audit_run(root: str | Path) -> pa.Table:
     """Every finished round of a run (one with ``targets.parquet`` and ``responses.parquet``)."""
     layout = RunLayout(Path(root))
     rows = []
-    for targets in sorted(layout.root.glob("round_*/targets.parquet")):
-        r = int(targets.parent.name.removeprefix("round_"))
+    for r, targets in layout.rounds_with("targets"):
         if layout.responses(r).exists():
             rows += audit_weights(read_table(targets, TARGETS_SCHEMA),
                                   read_table(layout.responses(r), RESPONSES_SCHEMA), r)

@@ -25,10 +25,10 @@ from pst_core.aggregate import aggregate_responses, audit_gold
 from pst_core.answers import group_answers, is_equivalent
 from pst_core.config import ExperimentConfig
 from pst_core.errors import ConfigError
-from pst_core.generate import RESPONSES_SCHEMA
 from pst_core.methods.pst import PeerRounds
-from pst_core.reliability import RELIABILITY_SCHEMA, answer_posteriors
+from pst_core.reliability import answer_posteriors
 from pst_core.runner import Runner
+from pst_core.schemas import RELIABILITY_SCHEMA, RESPONSES_SCHEMA
 from pst_core.steps import GenerateSolo, SampleQuestions
 from pst_core.store import RunLayout, read_table
 
@@ -101,7 +101,7 @@ def report(layout: RunLayout, pool: pa.Table, cfg: ExperimentConfig,
     """The pre-flight's findings from round 1's responses, ``peers.parquet`` and each learner's
     solo responses (``solos``: learner -> its ``RESPONSES_SCHEMA`` table)."""
     responses = read_table(layout.responses(1), RESPONSES_SCHEMA)
-    reliability = read_table(layout.round_dir(1) / "peers.parquet", RELIABILITY_SCHEMA)
+    reliability = read_table(layout.peers(1), RELIABILITY_SCHEMA)
     by_question: dict[str, dict[str, str | None]] = {}
     for row in responses.to_pylist():
         by_question.setdefault(row["question_id"], {})[row["peer"]] = row["answer"]

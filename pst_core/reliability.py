@@ -38,17 +38,7 @@ from typing import NamedTuple
 import pyarrow as pa
 
 from pst_core.answers import group_answers, matches_gold
-
-RELIABILITY_SCHEMA = pa.schema(
-    [
-        pa.field("peer", pa.string(), nullable=False),
-        pa.field("estimated_accuracy", pa.float64(), nullable=False),  # label-free, in [0, 1]
-        pa.field("agreement", pa.float64(), nullable=False),  # mean share of others agreeing
-        pa.field("answer_rate", pa.float64(), nullable=False),  # share with an extracted answer
-        pa.field("n_questions", pa.int32(), nullable=False),
-        pa.field("gold_accuracy", pa.float64()),  # audit only; null without gold
-    ]
-)
+from pst_core.schemas import RELIABILITY_SCHEMA
 
 METHODS = ("agreement", "dawid-skene")
 ANSWER_SPACE = 31  # m, at least: a wrong answer is one of m - 1 others

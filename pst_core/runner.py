@@ -32,6 +32,7 @@ from pst_core.models.checkpoint import remove_stale_checkpoints
 from pst_core.models.memory import release_memory
 from pst_core.peak_memory import peak_gib, reset_peak
 from pst_core.provenance import record_invocation
+from pst_core.schemas import TARGETS_SCHEMA, TRAIN_LOG_SCHEMA
 from pst_core.steps import (
     Collect,
     CollectEval,
@@ -44,9 +45,7 @@ from pst_core.steps import (
     Train,
 )
 from pst_core.store import RunLayout, atomic_path, remove_stale_temporaries, run_lock
-from pst_core.targets import TARGETS_SCHEMA
 from pst_core.tracking import NullTracker, Tracker
-from pst_core.train import TRAIN_LOG_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ def run_step(ctx: RunContext, step: Step) -> Path:
         record = {"stage": stage, "peer": peer, "wall_s": time.perf_counter() - start,
                   "rss_gb": peak_gib()}
         name = f"{stage.replace('/', '_')}{'_' + peer if peer else ''}.json"
-        with atomic_path(ctx.layout.round_dir(step.round) / "timings" / name) as tmp:
+        with atomic_path(ctx.layout.timings(step.round) / name) as tmp:
             tmp.write_text(json.dumps(record))
     return step.output(ctx)
 
@@ -155,7 +154,7 @@ class Runner:
         for stale in remove_stale_temporaries(self.layout.root) + remove_stale_checkpoints(
                 self.layout.root):
             log.info("removed %s (left by a killed run)", stale)
-        path = self.layout.root / "config.yaml"
+        path = self.layout.config
         with atomic_path(path) as tmp:
             tmp.write_text(yaml.safe_dump(self.ctx.cfg.model_dump(mode="json"), sort_keys=False))
         record_invocation(self.layout.root)

@@ -28,21 +28,28 @@ import pyarrow as pa
 from pst_core import evaluate as evaluation
 from pst_core import train as training
 from pst_core.aggregate import audit_gold
-from pst_core.context import QUESTIONS_SCHEMA, RunContext
-from pst_core.data import DATASET_SCHEMA, ingest_dataset, select_split
+from pst_core.context import RunContext
+from pst_core.data import ingest_dataset, select_split
 from pst_core.data.ingest import check_split
 from pst_core.errors import DataError
-from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA
-from pst_core.generate import RESPONSES_SCHEMA, generate_solo
+from pst_core.generate import generate_solo
 from pst_core.metrics import round_metrics
 from pst_core.models.checkpoint import is_checkpoint, save_checkpoint
 from pst_core.models.loading import load_peer_model
 from pst_core.models.tokens import prompt_style, render_prompt
 from pst_core.peers import combine_turns
 from pst_core.prompts import solo_prompt
+from pst_core.schemas import (
+    DATASET_SCHEMA,
+    EVAL_SCHEMA,
+    METRICS_SCHEMA,
+    QUESTIONS_SCHEMA,
+    RESPONSES_SCHEMA,
+    TARGETS_SCHEMA,
+    TRAIN_LOG_SCHEMA,
+)
 from pst_core.store import read_table, write_table
-from pst_core.targets import TARGETS_SCHEMA
-from pst_core.train import TRAIN_LOG_SCHEMA, add_adapters
+from pst_core.train import add_adapters
 
 if TYPE_CHECKING:
     from pst_core.config import EvalConfig
@@ -150,7 +157,7 @@ class SampleQuestions(Step):
     retries: ClassVar[int] = 0
 
     def output(self, ctx: RunContext) -> Path:
-        return ctx.layout.round_dir(self.round) / "questions.parquet"
+        return ctx.layout.questions(self.round)
 
     def run(self, ctx: RunContext) -> None:
         sample = round_sample(ctx, self.round)
@@ -218,7 +225,7 @@ class Collect(Step):
     parts: tuple[str, ...]
 
     def output(self, ctx: RunContext) -> Path:
-        return ctx.layout.round_dir(self.round) / f"{self.table}.parquet"
+        return ctx.layout.table(self.round, self.table)
 
     def done(self, ctx: RunContext) -> bool:
         return False

@@ -228,32 +228,66 @@ class RunLayout:
     def for_run(cls, output_dir: str | Path, experiment: str, run: str) -> RunLayout:
         return cls(Path(output_dir) / experiment / run)
 
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
     def dataset(self, name: str) -> Path:
         return self.root / "data" / f"{name}.parquet"
 
     def round_dir(self, round_index: int) -> Path:
         return self.root / f"round_{round_index}"
 
+    def table(self, round_index: int, name: str) -> Path:
+        """A round's table by name (``responses``, ``eval``, ...)."""
+        return self.round_dir(round_index) / f"{name}.parquet"
+
+    def part(self, round_index: int, name: str) -> Path:
+        """A per-peer (or per-turn) piece of a round's tables, collected into the round's file."""
+        return self.round_dir(round_index) / "parts" / f"{name}.parquet"
+
+    def timings(self, round_index: int) -> Path:
+        """The directory of the round's step timings (one JSON file per step that ran)."""
+        return self.round_dir(round_index) / "timings"
+
+    def rounds_with(self, name: str) -> list[tuple[int, Path]]:
+        """(round, path) of every round that has written table ``name``, in round order."""
+        found = [(int(p.parent.name.removeprefix("round_")), p)
+                 for p in self.root.glob(f"round_*/{name}.parquet")]
+        return sorted(found)
+
+    def questions(self, round_index: int) -> Path:
+        return self.table(round_index, "questions")
+
+    def peers(self, round_index: int) -> Path:
+        return self.table(round_index, "peers")
+
+    def rejected(self, round_index: int) -> Path:
+        return self.table(round_index, "rejected")
+
+    def consistency(self, round_index: int) -> Path:
+        return self.table(round_index, "consistency")
+
     def responses(self, round_index: int) -> Path:
-        return self.round_dir(round_index) / "responses.parquet"
+        return self.table(round_index, "responses")
 
     def aggregates(self, round_index: int) -> Path:
-        return self.round_dir(round_index) / "aggregates.parquet"
+        return self.table(round_index, "aggregates")
 
     def pmi(self, round_index: int) -> Path:
-        return self.round_dir(round_index) / "pmi.parquet"
+        return self.table(round_index, "pmi")
 
     def targets(self, round_index: int) -> Path:
-        return self.round_dir(round_index) / "targets.parquet"
+        return self.table(round_index, "targets")
 
     def checkpoint(self, round_index: int, peer: str) -> Path:
         return self.round_dir(round_index) / "checkpoints" / peer
 
     def train_log(self, round_index: int) -> Path:
-        return self.round_dir(round_index) / "train_log.parquet"
+        return self.table(round_index, "train_log")
 
     def eval(self, round_index: int) -> Path:
-        return self.round_dir(round_index) / "eval.parquet"
+        return self.table(round_index, "eval")
 
     def metrics(self, round_index: int) -> Path:
-        return self.round_dir(round_index) / "metrics.parquet"
+        return self.table(round_index, "metrics")

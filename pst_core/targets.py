@@ -21,18 +21,7 @@ import pyarrow as pa
 
 from pst_core.aggregate import training_view
 from pst_core.answers import group_answers
-from pst_core.generate import RESPONSES_SCHEMA
-
-TARGETS_SCHEMA = pa.schema(
-    [
-        pa.field("question_id", pa.string(), nullable=False),
-        pa.field("peer", pa.string(), nullable=False),  # the model trained on this target
-        pa.field("response", pa.string(), nullable=False),
-        pa.field("answer", pa.string()),  # the target's extracted answer
-        pa.field("weight", pa.float64(), nullable=False),
-        pa.field("gold_match", pa.bool_()),  # audit only; null without gold
-    ]
-)
+from pst_core.schemas import RESPONSES_SCHEMA, TARGETS_SCHEMA
 
 
 def aggregate_targets(aggregates: pa.Table, peer: str, weights: dict[str, float] | None) -> pa.Table:

@@ -29,10 +29,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pst_core.errors import ConfigError
-from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA
-from pst_core.generate import RESPONSES_SCHEMA
+from pst_core.schemas import EVAL_SCHEMA, METRICS_SCHEMA, RESPONSES_SCHEMA, TARGETS_SCHEMA
 from pst_core.store import RunLayout, read_table
-from pst_core.targets import TARGETS_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +298,7 @@ class MlflowTracker:
 
         inputs = []
         for stem, schema, context in ROUND_DATASETS:
-            path = layout.round_dir(r) / f"{stem}.parquet"
+            path = layout.table(r, stem)
             if not path.exists():  # round 0 has no training side
                 continue
             with warnings.catch_warnings(action="ignore", category=UserWarning):  # schema hints

@@ -31,27 +31,12 @@ from pst_core.models.memory import (
 )
 from pst_core.models.tokens import encode_continuation, encode_prompt
 from pst_core.progress import progress
+from pst_core.schemas import TRAIN_LOG_SCHEMA
 
 if TYPE_CHECKING:
     from pst_core.config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-TRAIN_LOG_SCHEMA = pa.schema(
-    [
-        pa.field("peer", pa.string(), nullable=False),
-        pa.field("step", pa.int32(), nullable=False),  # optimizer step, from 1
-        pa.field("epoch", pa.int32(), nullable=False),
-        # Means over the step's examples of each example's mean token NLL: unweighted, and
-        # weighted (sum_x w(x) NLL(x) / N, the objective the step optimized).
-        pa.field("loss", pa.float64(), nullable=False),
-        pa.field("weighted_loss", pa.float64(), nullable=False),
-        pa.field("lr", pa.float64(), nullable=False),  # the step's learning rate
-        pa.field("n_examples", pa.int32(), nullable=False),
-        pa.field("n_target_tokens", pa.int32(), nullable=False),
-    ]
-)
-
 
 _LOSS_CHUNK = 256  # target tokens whose logits exist at once, forward and backward
 

@@ -24,20 +24,9 @@ from pst_core.data.registry import Benchmark, get_benchmark
 from pst_core.data.spec import ColumnMap, DatasetConfig
 from pst_core.data.synthetic import generate_problems
 from pst_core.errors import DataError, HubUnavailable
+from pst_core.schemas import DATASET_SCHEMA
 
 log = logging.getLogger(__name__)
-
-DATASET_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("question", pa.string(), nullable=False),
-        pa.field("answer", pa.string()),  # gold; null for unlabeled data; never a training input
-        pa.field("all_answers", pa.list_(pa.string())),  # every accepted gold (SimulEq)
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("split", pa.string(), nullable=False),  # train | eval
-    ]
-)
-
 
 @dataclass(frozen=True)
 class IngestReport:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from pst_core.generate import RESPONSES_SCHEMA
 from pst_core.methods.method import Method
+from pst_core.schemas import RESPONSES_SCHEMA
 from pst_core.steps import CollectResponses, GenerateSolo
 from pst_core.store import read_table
 from pst_core.targets import teacher_targets

@@ -25,14 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from pst_core.aggregate import (
-    AGGREGATES_SCHEMA,
-    REJECTED_SCHEMA,
-    REPRESENTATIVES,
-    aggregate_responses,
-    audit_gold,
-)
-from pst_core.generate import RESPONSES_SCHEMA
+from pst_core.aggregate import REPRESENTATIVES, aggregate_responses, audit_gold
 from pst_core.methods.method import Method
 from pst_core.models.backend import SamplingParams
 from pst_core.models.loading import load_backend
@@ -44,8 +37,16 @@ from pst_core.peers import (
     rank_by_consistency,
     turn_questions,
 )
-from pst_core.pmi import PMI_SCHEMA, score_pmi, weigh
-from pst_core.reliability import RELIABILITY_SCHEMA, audit_reliability, estimate_reliability
+from pst_core.pmi import score_pmi, weigh
+from pst_core.reliability import audit_reliability, estimate_reliability
+from pst_core.schemas import (
+    AGGREGATES_SCHEMA,
+    CONSISTENCY_SCHEMA,
+    PMI_SCHEMA,
+    REJECTED_SCHEMA,
+    RELIABILITY_SCHEMA,
+    RESPONSES_SCHEMA,
+)
 from pst_core.section import Section
 from pst_core.steps import Collect, CollectResponses, Step, round_sample
 from pst_core.store import read_table, write_table
@@ -255,10 +256,6 @@ class PSTUniform(PeerRounds):
     name: Literal["pst-uniform"] = "pst-uniform"
 
 
-CONSISTENCY_SCHEMA = pa.schema([pa.field("peer", pa.string(), nullable=False),
-                                pa.field("consistency", pa.float64(), nullable=False)])
-
-
 @dataclass(frozen=True, kw_only=True)
 class RankConsistency(Step):
     """Peers by label-free self-consistency on the first questions of the round's sample."""
@@ -266,7 +263,7 @@ class RankConsistency(Step):
     kind: ClassVar[str] = "rank-consistency"
 
     def output(self, ctx: RunContext) -> Path:
-        return ctx.layout.round_dir(self.round) / "consistency.parquet"
+        return ctx.layout.consistency(self.round)
 
     def timing(self) -> str:
         return "consistency"
@@ -339,7 +336,7 @@ class EstimateReliability(Step):
     retries: ClassVar[int] = 0
 
     def output(self, ctx: RunContext) -> Path:
-        return ctx.layout.round_dir(self.round) / "peers.parquet"
+        return ctx.layout.peers(self.round)
 
     def run(self, ctx: RunContext) -> None:
         responses = read_table(ctx.layout.responses(self.round), RESPONSES_SCHEMA)
@@ -369,7 +366,7 @@ class Aggregate(Step):
                                   RELIABILITY_SCHEMA) if rule.rule == "reliable" else None)
         aggregates, rejected = aggregate_responses(responses, rule.rule, rule.representative,
                                                    reliability, rule.min_share)
-        write_table(rejected, ctx.layout.round_dir(self.round) / "rejected.parquet",
+        write_table(rejected, ctx.layout.rejected(self.round),
                     REJECTED_SCHEMA)
         audited = audit_gold(aggregates, ctx.dataset(ctx.cfg.data.pool),
                              ctx.cfg.answers.multi_answer)

@@ -92,7 +92,6 @@ class Backend(Protocol):
         ...
 
 
-
 class PromptTooLong(ModelError):
     """A prompt and its token budget exceed the model's context; ``index`` is the prompt's."""
 

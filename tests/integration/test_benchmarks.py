@@ -3,8 +3,9 @@ matched as the answer rules intend."""
 
 from pst_core.answers import extract_answer, is_equivalent, matches_gold
 from pst_core.config import DatasetConfig
-from pst_core.data import DATASET_SCHEMA, ingest_dataset
+from pst_core.data import ingest_dataset
 from pst_core.data.ingest import normalize_question
+from pst_core.schemas import DATASET_SCHEMA
 from tests.helpers import benchmark_path, read_benchmark
 
 

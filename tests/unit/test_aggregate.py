@@ -3,7 +3,7 @@
 import pyarrow as pa
 
 from pst_core.aggregate import aggregate_responses, audit_gold, training_view
-from pst_core.generate import RESPONSES_SCHEMA
+from pst_core.schemas import RESPONSES_SCHEMA
 
 
 def responses(*answers_per_question):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pst_core.generate import RESPONSES_SCHEMA, generate_solo
+from pst_core.generate import generate_solo
 from pst_core.models.backend import SamplingParams
 from pst_core.models.decode import decode
 from pst_core.models.hf import TransformersBackend
@@ -11,6 +11,7 @@ from pst_core.models.packed import can_pack
 from pst_core.models.source import cpu_has_native_bf16, load_model
 from pst_core.models.tokens import encode_continuation, encode_prompt, eos_ids
 from pst_core.prompts import solo_prompt
+from pst_core.schemas import RESPONSES_SCHEMA
 from tests.helpers import naive_logprobs
 
 

@@ -6,19 +6,17 @@ import math
 import pyarrow as pa
 import pytest
 
-from pst_core.aggregate import AGGREGATES_SCHEMA
-from pst_core.evaluate import EVAL_SCHEMA, eval_metrics
-from pst_core.generate import RESPONSES_SCHEMA
+from pst_core.evaluate import eval_metrics
 from pst_core.metrics import round_metrics
-from pst_core.store import RunLayout, write_table
-from pst_core.targets import (
+from pst_core.schemas import (
+    AGGREGATES_SCHEMA,
+    EVAL_SCHEMA,
+    RESPONSES_SCHEMA,
     TARGETS_SCHEMA,
-    aggregate_targets,
-    majority_targets,
-    own_targets,
-    teacher_targets,
+    TRAIN_LOG_SCHEMA,
 )
-from pst_core.train import TRAIN_LOG_SCHEMA
+from pst_core.store import RunLayout, write_table
+from pst_core.targets import aggregate_targets, majority_targets, own_targets, teacher_targets
 
 
 def _eval_row(q, kind, correct, sample=0, score=None, model="m", tokens=10):

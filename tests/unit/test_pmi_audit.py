@@ -3,9 +3,8 @@
 import pyarrow as pa
 import pytest
 
-from pst_core.generate import RESPONSES_SCHEMA
 from pst_core.pmi_audit import audit_weights, auroc
-from pst_core.targets import TARGETS_SCHEMA
+from pst_core.schemas import RESPONSES_SCHEMA, TARGETS_SCHEMA
 
 
 def test_auroc_counts_pairs_and_half_ties():

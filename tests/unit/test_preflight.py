@@ -2,9 +2,9 @@
 
 import pyarrow as pa
 
-from pst_core.generate import RESPONSES_SCHEMA
 from pst_core.preflight import Preflight, _solo
 from pst_core.reliability import answer_posteriors, estimate_reliability
+from pst_core.schemas import RESPONSES_SCHEMA
 from tests.unit.test_reliability import dataset, responses_table
 
 

@@ -13,13 +13,8 @@ import pyarrow as pa
 import pytest
 
 from pst_core.aggregate import aggregate_responses
-from pst_core.generate import RESPONSES_SCHEMA
-from pst_core.reliability import (
-    RELIABILITY_SCHEMA,
-    answer_posteriors,
-    audit_reliability,
-    estimate_reliability,
-)
+from pst_core.reliability import answer_posteriors, audit_reliability, estimate_reliability
+from pst_core.schemas import RELIABILITY_SCHEMA, RESPONSES_SCHEMA
 
 
 def responses_table(answers: dict[str, dict[str, str | None]]) -> pa.Table:

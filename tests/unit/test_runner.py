@@ -10,10 +10,10 @@ import pytest
 from pst_core import peak_memory
 from pst_core.config import parse_config
 from pst_core.context import RunContext
-from pst_core.evaluate import EVAL_SCHEMA
 from pst_core.metrics import round_metrics
 from pst_core.peak_memory import peak_gib, reset_peak
 from pst_core.runner import plan_round, plan_setup, run_step
+from pst_core.schemas import EVAL_SCHEMA
 from pst_core.steps import Step
 from pst_core.store import write_table
 

@@ -10,10 +10,9 @@ import pytest
 import yaml
 
 from pst_core.config import parse_config
-from pst_core.evaluate import EVAL_SCHEMA, METRICS_SCHEMA, eval_metrics
-from pst_core.generate import RESPONSES_SCHEMA
+from pst_core.evaluate import eval_metrics
+from pst_core.schemas import EVAL_SCHEMA, METRICS_SCHEMA, RESPONSES_SCHEMA, TARGETS_SCHEMA
 from pst_core.store import RunLayout, write_table
-from pst_core.targets import TARGETS_SCHEMA
 from pst_core.tracking import (
     EXPERIMENT_KIND,
     EXPERIMENT_KIND_TAG,
