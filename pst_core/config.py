@@ -180,7 +180,8 @@ class ExperimentConfig(Section):
 
     @model_validator(mode="after")
     def _method_needs(self) -> ExperimentConfig:
-        problem = self.method.check(self)
+        problem = self.method.check([p.name for p in self.peers], self.learner_names,
+                                    self.rounds, self.eval.initial)
         if problem:
             raise ValueError(problem)
         unknown = sorted(set(self.learners or []) - {p.name for p in self.peers})

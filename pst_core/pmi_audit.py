@@ -24,8 +24,10 @@ import pyarrow as pa
 from pst_core.config import ExperimentConfig
 from pst_core.errors import ConfigError
 from pst_core.methods.pst import PST
-from pst_core.runner import Collect, MakeTargets, Runner, SampleQuestions
+from pst_core.recipes.peers import PeerTargets, generation_waves
+from pst_core.runner import Runner
 from pst_core.schemas import AUDIT_SCHEMA, RESPONSES_SCHEMA, TARGETS_SCHEMA
+from pst_core.steps import Collect
 from pst_core.store import RunLayout, read_table
 
 
@@ -95,9 +97,7 @@ def run_weight_check(cfg: ExperimentConfig, questions: int | None = None) -> Run
     runner = Runner(check)
     runner.setup()
     learners = check.learner_names
-    waves = [*check.method.before_sample(check, 1), [SampleQuestions(round=1)],
-             *check.method.generation_steps(check, 1),
-             [MakeTargets(round=1, peer=p) for p in learners],
+    waves = [*generation_waves(check, 1), [PeerTargets(round=1, peer=p) for p in learners],
              [Collect(round=1, table="targets", schema=TARGETS_SCHEMA,
                       parts=tuple(f"targets_{p}" for p in learners))]]
     for wave in waves:

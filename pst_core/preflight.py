@@ -26,10 +26,11 @@ from pst_core.answers import group_answers, is_equivalent
 from pst_core.config import ExperimentConfig
 from pst_core.errors import ConfigError
 from pst_core.methods.pst import PeerRounds
+from pst_core.recipes.peers import response_waves
 from pst_core.reliability import answer_posteriors
 from pst_core.runner import Runner
 from pst_core.schemas import RELIABILITY_SCHEMA, RESPONSES_SCHEMA
-from pst_core.steps import GenerateSolo, SampleQuestions
+from pst_core.steps import GenerateSolo
 from pst_core.store import RunLayout, read_table
 
 
@@ -86,8 +87,7 @@ def run_preflight(cfg: ExperimentConfig, questions: int = 32) -> Preflight:
     pre = preflight_config(cfg, questions)
     runner = Runner(pre)
     runner.setup()
-    waves = [*pre.method.before_sample(pre, 1), [SampleQuestions(round=1)],
-             *pre.method.response_steps(pre, 1),
+    waves = [*response_waves(pre, 1),
              [GenerateSolo(round=1, peer=learner, temperature=0.0) for learner in pre.learner_names]]
     for wave in waves:
         runner.run_wave(runner.ctx, wave)

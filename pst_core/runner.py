@@ -2,9 +2,9 @@
 
 A run is: write its config, ingest its datasets, then round 0 (evaluate the untuned peers) and
 rounds 1..R, each on a fresh sample of the pool with the peers refreshed by the previous round's
-training (online refresh). ``plan_round`` turns the config into a round's steps (pure: it reads
-no file and loads no model), in waves whose steps are independent (different peers), so an
-orchestrator may run a wave's steps in parallel. ``run_step`` skips a step whose output is
+training (online refresh). The method's recipe plans each round (``pst_core.recipes.plan_round``:
+pure, it reads no file and loads no model), in waves whose steps are independent (different
+peers), so an orchestrator may run a wave's steps in parallel. ``run_step`` skips a step whose output is
 complete and records the wall time and peak resident memory of each step it runs. Every step
 writes atomically, so killing the process anywhere and running the same command again finishes
 the run without recomputing finished work and without losing or duplicating rows. A run
@@ -32,18 +32,8 @@ from pst_core.models.checkpoint import remove_stale_checkpoints
 from pst_core.models.memory import release_memory
 from pst_core.peak_memory import peak_gib, reset_peak
 from pst_core.provenance import record_invocation
-from pst_core.schemas import TARGETS_SCHEMA, TRAIN_LOG_SCHEMA
-from pst_core.steps import (
-    Collect,
-    CollectEval,
-    Evaluate,
-    Ingest,
-    MakeTargets,
-    Metrics,
-    SampleQuestions,
-    Step,
-    Train,
-)
+from pst_core.recipes import plan_round
+from pst_core.steps import Ingest, Step
 from pst_core.store import RunLayout, atomic_path, remove_stale_temporaries, run_lock
 from pst_core.tracking import NullTracker, Tracker
 
@@ -55,31 +45,6 @@ Wave = Sequence[Step]
 def plan_setup(cfg: ExperimentConfig) -> list[Step]:
     """Ingest the pool and every eval benchmark (independent of each other)."""
     return [Ingest(round=0, spec=spec) for spec in (cfg.data.pool, *cfg.data.eval)]
-
-
-def plan_round(cfg: ExperimentConfig, r: int) -> list[list[Step]]:
-    """Round r's steps in waves: a wave runs after the previous one has finished."""
-    learners = cfg.learner_names
-    per_learner = lambda make: [make(p) for p in learners]  # noqa: E731
-    waves: list[list[Step]] = []
-    if r > 0:
-        waves += [*cfg.method.before_sample(cfg, r), [SampleQuestions(round=r)],
-                  *cfg.method.generation_steps(cfg, r),
-                  per_learner(lambda p: MakeTargets(round=r, peer=p)),
-                  [_collect(r, "targets", TARGETS_SCHEMA, [f"targets_{p}" for p in learners])],
-                  per_learner(lambda p: Train(round=r, peer=p)),
-                  [_collect(r, "train_log", TRAIN_LOG_SCHEMA,
-                            [f"train_log_{p}" for p in learners])]]
-    evaluations = [Evaluate(round=r, peer=p, benchmark=spec.name)
-                   for p in learners for spec in cfg.data.eval]
-    waves += [evaluations,
-              [CollectEval(round=r, evaluations=tuple(evaluations))],
-              [Metrics(round=r, learners=tuple(learners))]]
-    return waves
-
-
-def _collect(r: int, table: str, schema, parts: list[str]) -> Collect:
-    return Collect(round=r, table=table, schema=schema, parts=tuple(parts))
 
 
 def run_step(ctx: RunContext, step: Step) -> Path:

@@ -4,8 +4,9 @@ answer alone, make targets, train, evaluate, collect the per-peer parts, compute
 A step is a small frozen dataclass: which round and peer it is for, the one file (or checkpoint
 directory) it writes, and ``run`` to compute it. Steps never decide whether to run: the runner
 (``pst_core.runner``) skips a step whose output is ``done`` and records the wall time of those it
-runs. A method's own steps (PST's turns, aggregate and PMI) live in its module under
-``pst_core.methods``.
+runs. A method family's own steps (PST's turns, aggregate and PMI; each family's targets) live
+in its recipe under ``pst_core.recipes``, which also plans its rounds with ``training_waves``
+and ``evaluation_waves`` from here.
 
 Gold answers: a round's steps read the pool as (id, question) only (``questions.parquet``); the
 gold is read by ``MakeTargets`` for the audit column ``gold_match`` (which training never reads)
@@ -28,7 +29,6 @@ import pyarrow as pa
 from pst_core import evaluate as evaluation
 from pst_core import train as training
 from pst_core.aggregate import audit_gold
-from pst_core.context import RunContext
 from pst_core.data import ingest_dataset, select_split
 from pst_core.data.ingest import check_split
 from pst_core.errors import DataError
@@ -37,9 +37,10 @@ from pst_core.metrics import round_metrics
 from pst_core.models.checkpoint import is_checkpoint, save_checkpoint
 from pst_core.models.loading import load_peer_model
 from pst_core.models.tokens import prompt_style, render_prompt
-from pst_core.peers import combine_turns
+from pst_core.peers import combine_turns, order_peers
 from pst_core.prompts import solo_prompt
 from pst_core.schemas import (
+    CONSISTENCY_SCHEMA,
     DATASET_SCHEMA,
     EVAL_SCHEMA,
     METRICS_SCHEMA,
@@ -52,7 +53,10 @@ from pst_core.store import read_table, write_table
 from pst_core.train import add_adapters
 
 if TYPE_CHECKING:
-    from pst_core.config import EvalConfig
+    from collections.abc import Callable
+
+    from pst_core.config import EvalConfig, ExperimentConfig
+    from pst_core.context import RunContext
     from pst_core.data.spec import DatasetConfig
 
 log = logging.getLogger(__name__)
@@ -151,10 +155,12 @@ def round_sample(ctx: RunContext, r: int) -> pa.Table:
 
 @dataclass(frozen=True, kw_only=True)
 class SampleQuestions(Step):
-    """Write ``round_<r>/questions.parquet``: the round's sample and its answering order."""
+    """Write ``round_<r>/questions.parquet``: the round's sample and, where peers answer in turn
+    (``order``: config, rotate or consistency), each question's answering order."""
 
     kind: ClassVar[str] = "sample-questions"
     retries: ClassVar[int] = 0
+    order: str | None = None  # None: every model answers alone
 
     def output(self, ctx: RunContext) -> Path:
         return ctx.layout.questions(self.round)
@@ -162,9 +168,18 @@ class SampleQuestions(Step):
     def run(self, ctx: RunContext) -> None:
         sample = round_sample(ctx, self.round)
         ids = sample.column("id").to_pylist()
-        orders = ctx.cfg.method.answering_orders(ctx, self.round, ids)
+        orders = {} if self.order is None else order_peers(
+            list(ctx.peers), ids, self.order, self.round, self._ranking(ctx))
         order = pa.array([orders.get(q, []) for q in ids], pa.list_(pa.string()))
         write_table(sample.append_column("order", order), self.output(ctx), QUESTIONS_SCHEMA)
+
+    def _ranking(self, ctx: RunContext) -> list[str] | None:
+        """The peers most self-consistent first (``order: consistency``; ties in config order)."""
+        if self.order != "consistency":
+            return None
+        table = read_table(ctx.layout.consistency(self.round), CONSISTENCY_SCHEMA)
+        scores = dict(zip(table.column("peer").to_pylist(), table.column("consistency").to_pylist()))
+        return sorted(ctx.peers, key=lambda p: -scores[p])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -244,7 +259,8 @@ class Collect(Step):
 
 @dataclass(frozen=True, kw_only=True)
 class MakeTargets(Step):
-    """What ``peer`` trains on this round, as its method makes it, plus the gold audit."""
+    """What ``peer`` trains on this round (each recipe's subclass says, in ``make``), with the
+    gold audit column added afterwards (training never reads it)."""
 
     kind: ClassVar[str] = "make-targets"
     retries: ClassVar[int] = 0
@@ -253,9 +269,13 @@ class MakeTargets(Step):
     def output(self, ctx: RunContext) -> Path:
         return ctx.part(self.round, f"targets_{self.peer}")
 
+    def make(self, ctx: RunContext) -> pa.Table:
+        """The targets (``TARGETS_SCHEMA``, ``gold_match`` null)."""
+        raise NotImplementedError
+
     def run(self, ctx: RunContext) -> None:
-        table = ctx.cfg.method.targets(ctx, self.round, self.peer)
-        audited = audit_gold(table, ctx.dataset(ctx.cfg.data.pool), ctx.cfg.answers.multi_answer)
+        audited = audit_gold(self.make(ctx), ctx.dataset(ctx.cfg.data.pool),
+                             ctx.cfg.answers.multi_answer)
         write_table(audited, self.output(ctx), TARGETS_SCHEMA)
 
 
@@ -408,3 +428,25 @@ class Metrics(Step):
     def run(self, ctx: RunContext) -> None:
         table = round_metrics(ctx.layout, self.round, list(self.learners))
         write_table(table, self.output(ctx), METRICS_SCHEMA)
+
+
+def training_waves(cfg: ExperimentConfig, r: int,
+                   targets: Callable[[str], MakeTargets]) -> list[list[Step]]:
+    """What every method does with its responses: each learner's targets (``targets(peer)``),
+    collected, each learner trained on them, the training logs collected."""
+    learners = cfg.learner_names
+    return [[targets(p) for p in learners],
+            [Collect(round=r, table="targets", schema=TARGETS_SCHEMA,
+                     parts=tuple(f"targets_{p}" for p in learners))],
+            [Train(round=r, peer=p) for p in learners],
+            [Collect(round=r, table="train_log", schema=TRAIN_LOG_SCHEMA,
+                     parts=tuple(f"train_log_{p}" for p in learners))]]
+
+
+def evaluation_waves(cfg: ExperimentConfig, r: int) -> list[list[Step]]:
+    """Every learner on every evaluation benchmark, the round's eval table, its metrics."""
+    learners = cfg.learner_names
+    evaluations = [Evaluate(round=r, peer=p, benchmark=spec.name)
+                   for p in learners for spec in cfg.data.eval]
+    return [evaluations, [CollectEval(round=r, evaluations=tuple(evaluations))],
+            [Metrics(round=r, learners=tuple(learners))]]

@@ -1,7 +1,7 @@
-"""The methods, as data: each is a config section that declares its rounds' steps and how it
-makes training targets (``pst_core.methods.method.Method``). ``REGISTRY`` lists them in the
-order reports show them; the experiment config's ``method`` section is one of them, told apart
-by ``name``. Adding a method: a new module here, and one line below.
+"""The methods, as configuration: each is a section of the experiment config (its settings and
+checks), told apart by ``name``; what its rounds do is its recipe (``pst_core.recipes``).
+``REGISTRY`` lists them in the order reports show them. Adding a method: its section here, one
+line below, and its recipe.
 """
 
 from typing import Annotated, Union

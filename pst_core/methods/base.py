@@ -3,14 +3,11 @@ best of which is reported (as the SePT paper does for its baseline)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from pst_core.methods.method import Method
-
-if TYPE_CHECKING:
-    from pst_core.config import ExperimentConfig
 
 
 class Base(Method):
@@ -27,9 +24,10 @@ class Base(Method):
     def eval_temperatures(self) -> tuple[float, ...]:
         return self.temperatures
 
-    def check(self, cfg: ExperimentConfig) -> str | None:
-        if cfg.rounds != 0:
+    def check(self, peers: list[str], learners: list[str], rounds: int,
+              initial: bool) -> str | None:
+        if rounds != 0:
             return "method base trains nothing: set rounds: 0"
-        if not cfg.eval.initial:
+        if not initial:
             return "method base is its round 0 evaluation: set eval.initial: true"
         return None

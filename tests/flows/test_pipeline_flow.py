@@ -77,10 +77,10 @@ def test_mlflow_parent_with_round_and_peer_children(flow_and_plain_runs):
 
 def test_rerun_skips_finished_work_and_does_not_duplicate_mlflow_runs(flow_and_plain_runs, monkeypatch):
     from flows.pipeline import pipeline_flow
-    from pst_core.methods import pst
+    from pst_core.recipes import peers
 
     _, layout, _, cfg = flow_and_plain_runs
-    monkeypatch.setattr(pst, "answer_turn", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr(peers, "answer_turn", lambda *a, **k: pytest.fail("recomputed"))
     pipeline_flow(config=cfg, track=True)
     client = MlflowClient(f"sqlite:///{layout.root.parents[1].resolve() / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])

@@ -85,7 +85,7 @@ def test_resume_after_interruption_gives_the_same_tables(tmp_path, tiny_model_di
     with mock.patch("pst_core.train.train_peer", side_effect=crash_on_second_peer_of_round_2):
         with pytest.raises(KeyboardInterrupt):
             Runner(cfg).run()
-    with mock.patch("pst_core.methods.pst.answer_turn", side_effect=AssertionError("recomputed")):
+    with mock.patch("pst_core.recipes.peers.answer_turn", side_effect=AssertionError("recomputed")):
         resumed = Runner(cfg).run()  # generation of rounds 1-2 is done: it must not run again
     assert training_outputs(resumed) == training_outputs(layout)
     for r in range(3):
@@ -153,7 +153,7 @@ def test_more_evaluation_resumes_the_run_and_evaluates_only_what_is_missing(
 
     raw["eval"] = raw["eval"] | {"limit": 5}
     with mock.patch("pst_core.evaluate.evaluate_peer", side_effect=spy), \
-            mock.patch("pst_core.methods.pst.answer_turn", side_effect=AssertionError("retrained")):
+            mock.patch("pst_core.recipes.peers.answer_turn", side_effect=AssertionError("retrained")):
         again = Runner(parse_config(raw)).run()
     assert again.root == first.root  # the same experiment: no new run directory
     assert asked == [(0, 2, 2), (1, 2, 2)]  # the 2 new questions, greedy and sampled
