@@ -150,12 +150,18 @@ def check_prompt_lengths(cfg: ExperimentConfig) -> None:
     from pst_core.data.ingest import ingest_dataset
     from pst_core.errors import DataError
     from pst_core.models.backend import PromptTooLong, check_context
-    from pst_core.models.source import resolve_source
+    from pst_core.models.source import check_source
     from pst_core.models.tokens import encode_prompt, prompt_style, render_prompt
     from pst_core.prompts import solo_prompt
 
-    local = [(p, Path(resolve_source(p.source).location)) for p in cfg.peers
-             if resolve_source(p.source).kind == "local"]
+    local = []
+    for p in cfg.peers:
+        try:
+            source = check_source(p.source, p.revision)
+        except PSTError:  # reported by the source check
+            continue
+        if source.kind == "local":
+            local.append((p, Path(source.location)))
     contexts = {p.name: json.loads((d / "config.json").read_text()).get(
         "max_position_embeddings") for p, d in local}
     local = [(p, d) for p, d in local if isinstance(contexts[p.name], int)]
