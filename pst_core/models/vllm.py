@@ -75,7 +75,7 @@ class VLLMBackend:
             gpu_memory_utilization=peer.gpu_memory_utilization,
             enable_lora=adapters,
             seed=0,
-            **({"max_lora_rank": adapter_rank(checkpoint)} if adapters else {}),
+            **({"max_lora_rank": lora_rank_slot(adapter_rank(checkpoint))} if adapters else {}),
         )
         lora_request = None
         if adapters:
@@ -92,6 +92,8 @@ class VLLMBackend:
 
     def generate(self, prompts: Sequence[str],
                  params: SamplingParams | Sequence[SamplingParams]) -> list[list[Generation]]:
+        if not prompts:
+            return []
         vllm = _import_vllm()
         from vllm.inputs import TokensPrompt
 
@@ -122,6 +124,8 @@ class VLLMBackend:
         ]
 
     def score(self, contexts: Sequence[str], continuations: Sequence[str]) -> list[ContinuationScore]:
+        if not contexts:  # an evaluation without GV-gap samples verifies nothing
+            return []
         vllm = _import_vllm()
         from vllm.inputs import TokensPrompt
 
@@ -165,3 +169,13 @@ def _request_seed(params: SamplingParams) -> int | None:
     from vllm.platforms import current_platform
 
     return None if current_platform.is_cpu() else params.seed
+
+
+# The ranks vLLM sizes its LoRA buffers for (``LoRAConfig.max_lora_rank`` takes only these; an
+# adapter of a smaller rank fits in a larger slot).
+LORA_RANK_SLOTS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def lora_rank_slot(rank: int) -> int:
+    """The smallest rank slot vLLM accepts that holds an adapter of ``rank``."""
+    return next((slot for slot in LORA_RANK_SLOTS if slot >= rank), rank)

@@ -125,3 +125,10 @@ def test_vllm_peer_cannot_pin_a_gpu_index():
     with pytest.raises(ValidationError, match="CUDA_VISIBLE_DEVICES"):
         PeerConfig(name="a", source="x/y", backend="vllm", device="cuda:1")
     assert PeerConfig(name="a", source="x/y", backend="vllm").gpu_memory_utilization == 0.9
+
+
+def test_a_lora_adapter_gets_the_smallest_rank_slot_vllm_accepts():
+    """vLLM sizes LoRA buffers only for some ranks (rank 4 was refused by its config check)."""
+    from pst_core.models.vllm import lora_rank_slot
+
+    assert [lora_rank_slot(r) for r in (1, 4, 8, 16, 17, 512)] == [1, 8, 8, 16, 32, 512]
