@@ -1,7 +1,7 @@
 """The whole pipeline on vLLM (opt-in: PST_VLLM_PYTHON names the python of an environment with
 vLLM and Prefect, such as the one ``bench/vllm_env.sh`` builds): bench/vllm_pipeline.py runs
 `pst run` as the Prefect flow with MLflow on, every peer on the vLLM backend and then on
-transformers, and writes the two side by side. About 15 minutes on 2 cores (each vLLM engine
+transformers, and writes the two side by side. About 25 minutes on 2 cores (each vLLM engine
 start compiles the model)."""
 
 import os
