@@ -91,7 +91,10 @@ def check_device(device: str) -> list[Check]:
     return [Check("device", True, f"CPU, {torch.get_num_threads()} threads, "
                   f"{free / 2**30:.1f} GiB available"),
             Check("bf16", None, "native (AVX-512 BF16): dtype auto picks bf16" if bf16 else
-                  "emulated here (about 4x slower than fp32): dtype auto picks fp32")]
+                  "emulated here (about 4x slower than fp32): dtype auto picks fp32"),
+            Check("on a GPU", None, "with --device cuda this checks the CUDA build torch has, "
+                  "every GPU's name and free memory, bf16 support there, sizes the peers against "
+                  "that memory, and runs the tiny rounds spread over the GPUs")]
 
 
 def check_peers(cfg: ExperimentConfig, device: str) -> list[Check]:

@@ -24,6 +24,7 @@ def test_doctor_gives_a_verdict_per_item_and_runs_the_tiny_pipeline(tmp_path, ti
     assert any(line.startswith("     versions: torch ") for line in lines)
     assert "ok   requirements: every installed package's requirements" in done.stdout
     assert any(line.startswith("     bf16: ") and "dtype auto picks" in line for line in lines)
+    assert any(line.startswith("     on a GPU: with --device cuda this checks") for line in lines)
     [qwen] = [line for line in lines if line.startswith("ok   peer qwen:")]
     assert "parameters:" in qwen and "rows fit in" in qwen
     [pipeline] = [line for line in lines if "pipeline: two rounds on cpu, cpu, cpu" in line]
