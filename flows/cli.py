@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -248,14 +249,20 @@ def run(
 
         layout = Runner(cfg).layout
         console.print(f"run directory: {layout.root}")
-        pipeline_flow(config_path=str(config), overrides=overrides or [], parallel=parallel,
-                      track=track, task_runner=task_runner, dask_workers=dask_workers)
+        state = pipeline_flow(config_path=str(config), overrides=overrides or [],
+                              parallel=parallel, track=track, task_runner=task_runner,
+                              dask_workers=dask_workers, return_state=True)
+        state.result()  # a failed flow raises here, as without return_state
+        guide = ui_guide(cfg, layout, state.state_details.flow_run_id) if track else []
     else:
         runner = Runner(cfg, tracker=open_tracker(cfg, enabled=track))
         console.print(f"run directory: {runner.layout.root}")
         layout = runner.run()
+        guide = []
     print_summary(summary(layout, cfg.rounds))
     console.print(f"results: {layout.root} (metrics.parquet and eval.parquet per round)")
+    for line in guide:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -275,7 +282,6 @@ def demo(
     from pst_core.models.offline import OFFLINE_MODELS, fetch_offline_model
     from pst_core.recap import recap
     from pst_core.runner import Runner
-    from pst_core.tracking import default_tracking_uri
 
     config = Path(__file__).resolve().parents[1] / "data" / "configs" / "demo.yaml"
     overrides = [f"rounds={rounds}", f"output_dir={output_dir}"]
@@ -287,15 +293,41 @@ def demo(
     prefect_env()
     from flows.pipeline import pipeline_flow
 
-    pipeline_flow(config_path=str(config), overrides=overrides)
+    state = pipeline_flow(config_path=str(config), overrides=overrides, return_state=True)
+    state.result()  # a failed flow raises here, as without return_state
     layout = Runner(cfg).layout
     print_summary(summary(layout, cfg.rounds))
     for line in recap(run_metrics(layout, cfg.rounds), [p.name for p in cfg.peers]):
         console.print(line, markup=False)
     console.print(f"results: {layout.root}")
-    console.print(f"MLflow:  {default_tracking_uri(output_dir)}")
-    console.print("open the UIs: pst ui   (Prefect http://127.0.0.1:4200, MLflow "
-                  "http://127.0.0.1:5000)")
+    for line in ui_guide(cfg, layout, state.state_details.flow_run_id):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def ui_guide(cfg, layout, flow_run_id) -> list[str]:
+    """Where to see a finished run in the UIs `pst ui` serves (links that open the right page)."""
+    from prefect.artifacts import Artifact
+
+    from flows.artifacts import artifact_key
+    from flows.servers import MLFLOW_URL, PREFECT_URL
+    from pst_core.tracking import default_tracking_uri, mlflow_client, ui_links
+
+    prefect = os.environ.get("PREFECT_API_URL", f"{PREFECT_URL}/api").removesuffix("/api")
+    table = Artifact.get(artifact_key(layout, cfg.rounds))  # its latest version
+    uri = default_tracking_uri(cfg.output_dir)
+    client = mlflow_client(uri)
+    experiment = client.get_experiment_by_name(cfg.experiment)
+    lines = ["open the UIs with `pst ui`, then:",
+             f"  Prefect flow run:   {prefect}/runs/flow-run/{flow_run_id}",
+             f"  round {cfg.rounds} table:      {prefect}/artifacts/artifact/{table.id}"]
+    if experiment is not None:
+        ui = uri if uri.startswith(("http://", "https://")) else MLFLOW_URL
+        links = ui_links(client, experiment.experiment_id, layout.root, ui)
+        lines += [f"  MLflow curves:      {links['run']}",
+                  f"  rounds side by side: {links['rounds']}",
+                  f"  all runs, charts:   {links['charts']}"]
+    return [*lines, ("schedule rounds from the Prefect UI: `pst serve --config CONFIG` makes "
+                     "a deployment (Deployments page) and serves it")]
 
 
 @app.command()

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 PREFECT_URL = "http://127.0.0.1:4200"
+MLFLOW_URL = "http://127.0.0.1:5000"
 
 
 def prefect_env() -> None:

@@ -3,9 +3,10 @@
 One MLflow run per pipeline run (tagged with its run directory, so a resumed run continues the
 same MLflow run), with nested child runs: one per round (its Parquet files as artifacts, and its
 responses, targets and eval tables as dataset inputs) and one per peer (its metrics with the
-round as step, and its checkpoints). The parent holds the flattened config as params, round-wide
-metrics by round, plots, and system metrics (CPU, memory, disk, GPU) sampled while the tracker
-lives, where psutil is installed. The experiment is marked as model training, so the MLflow UI
+round as step, and each round's checkpoint as an MLflow LoggedModel its evaluation metrics link
+to). The parent holds the flattened config as params, round-wide metrics and every peer's
+headline metrics (``HEADLINE``) by round, plots, and system metrics (CPU, memory, disk, GPU)
+sampled while the tracker lives, where psutil is installed. The experiment is marked as model training, so the MLflow UI
 shows it under "Machine learning" (runs, model and system metric charts), not "GenAI".
 
 Tracking reads only what the stages already wrote, after they wrote it: a tracking server that
@@ -21,12 +22,14 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
 import os
 import tempfile
 import warnings
 import weakref
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from pst_core.errors import ConfigError
 from pst_core.schemas import EVAL_SCHEMA, METRICS_SCHEMA, RESPONSES_SCHEMA, TARGETS_SCHEMA
@@ -89,6 +92,11 @@ def mlflow_client(tracking_uri: str):
 # Values the UI inferred by itself end in "_inferred" (or are "no_inferred_type").
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+# The experiment tag naming the metric the UI's default charts lead with (its parallel
+# coordinates plot compares runs on it).
+PRIMARY_METRIC_TAG = "mlflow.experiment.primaryMetric.name"
+# The run tag the UI renders as the run's description (markdown).
+DESCRIPTION_TAG = "mlflow.note.content"
 
 
 def get_or_create_experiment(client, name: str, output_dir: str | Path) -> str:
@@ -175,6 +183,11 @@ class Trackers:
                 log.warning("%s: close failed (%s)", type(member).__name__, e)
 
 
+# The metrics a learning curve is read from. The parent run and each round's run carry them as
+# ``<metric>/<peer>/<benchmark>`` (step = round), so the experiment's chart view shows every
+# peer's curve and a comparison of two round runs sets their EM side by side.
+HEADLINE = ("em", "gv_gap_abs", "gv_gap_rel")
+
 # A round's tables logged as dataset inputs of its round run: (file stem, schema, MLflow context).
 ROUND_DATASETS = (
     ("responses", RESPONSES_SCHEMA, "training"),
@@ -203,6 +216,7 @@ class MlflowTracker:
         self.client = mlflow_client(self.uri)
         self.layout = layout
         self.rounds = config["rounds"]
+        self.sources = {peer["name"]: peer["source"] for peer in config["peers"]}
         self.experiment_id = get_or_create_experiment(
             self.client, config["experiment"], config["output_dir"])
         self.parent_id = self._find_or_create(
@@ -221,6 +235,12 @@ class MlflowTracker:
                 if key not in evaluation:
                     self.client.log_param(self.parent_id, key, str(value)[:6000])
         self._log_file(self.parent_id, layout.root / "config.yaml", None)
+        learners = config.get("learners") or [peer["name"] for peer in config["peers"]]
+        if config["data"]["eval"] and PRIMARY_METRIC_TAG not in self.client.get_experiment(
+                self.experiment_id).tags:  # a primary metric someone chose is kept
+            self.client.set_experiment_tag(
+                self.experiment_id, PRIMARY_METRIC_TAG,
+                f"em/{learners[0]}/{config['data']['eval'][0]['name']}")
         self._stop_system_metrics = _no_monitor
         if system_metrics_interval_s is not None and parent.info.status == "RUNNING":
             self._start_system_metrics(system_metrics_interval_s)
@@ -266,37 +286,84 @@ class MlflowTracker:
             run_name=f"round_{r}", parent=self.parent_id)
         for path in sorted(layout.round_dir(r).glob("*.parquet")):
             self._log_file(round_run, path, None)
-        self._log_datasets(round_run, layout, r)
+        eval_name, eval_digest = self._log_datasets(round_run, layout, r).get("eval", (None, None))
         for m in metrics:
-            if m["peer"] is None and m["value"] is not None:
-                self.client.log_metric(self.parent_id, m["name"], m["value"], step=r)
-                self.client.log_metric(round_run, m["name"], m["value"], step=r)
+            if m["value"] is None or (m["peer"] is not None and m["name"] not in HEADLINE):
+                continue
+            if m["peer"] is None:
+                key = m["name"]
+            elif math.isnan(m["value"]):  # an undefined relative gap: no point on the curve
+                continue
+            else:
+                key = f"{m['name']}/{m['peer']}/{m['benchmark']}"
+            self.client.log_metric(self.parent_id, key, m["value"], step=r)
+            self.client.log_metric(round_run, key, m["value"], step=r)
         for peer in sorted({m["peer"] for m in metrics if m["peer"] is not None}):
             peer_run = self._find_or_create(
                 {"pst.run_dir": run_dir, "pst.kind": "peer", "pst.peer": peer},
                 run_name=f"peer_{peer}", parent=self.parent_id)
-            for m in metrics:
-                if m["peer"] == peer and m["value"] is not None:
-                    key = m["name"] if m["benchmark"] is None else f"{m['name']}/{m['benchmark']}"
-                    self.client.log_metric(peer_run, key, m["value"], step=r)
             checkpoint = layout.checkpoint(r, peer)
-            if checkpoint.is_dir():
-                self.client.log_artifacts(peer_run, str(checkpoint), f"checkpoints/round_{r}")
+            model_id = (self._log_model(peer_run, checkpoint, peer, r)
+                        if checkpoint.is_dir() else None)
+            for m in metrics:
+                if m["peer"] != peer or m["value"] is None:
+                    continue
+                if m["benchmark"] is None:
+                    self.client.log_metric(peer_run, m["name"], m["value"], step=r)
+                else:  # an evaluation of round r's model on the round's eval table
+                    self.client.log_metric(
+                        peer_run, f"{m['name']}/{m['benchmark']}", m["value"], step=r,
+                        model_id=model_id, dataset_name=eval_name, dataset_digest=eval_digest)
         self.client.set_terminated(round_run)
+        self._describe()
         self._log_plots(layout, r)
         self.client.set_tag(self.parent_id, done_tag, digest)
         if r == self.rounds:
             self._stop_system_metrics()
             self.finish()
 
-    def _log_datasets(self, run_id: str, layout: RunLayout, r: int) -> None:
+    def _describe(self) -> None:
+        """The parent run's description: where its learning curves and rounds are in the UI."""
+        links = ui_links(self.client, self.experiment_id, self.layout.root)
+        self.client.set_tag(self.parent_id, DESCRIPTION_TAG, (
+            f"PST run `{self.layout.root.name}`: every peer's headline metrics per round are on "
+            "this run's *Model metrics* tab (step = round).\n\n"
+            f"- [Rounds side by side]({links['rounds']}) (EM and GV gap of each round's run)\n"
+            f"- [All runs of the experiment, as charts]({links['charts']})"))
+
+    def _log_model(self, peer_run: str, checkpoint: Path, peer: str, r: int) -> str:
+        """Round r's checkpoint of ``peer`` as an MLflow LoggedModel (the experiment's Models
+        tab): the checkpoint's files as its artifacts, an output of the peer's run at step r.
+        Returns its id; a resumed run finds it by its tags (and finishes one a crash left
+        pending) instead of logging a second."""
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+        tags = {"pst.run_dir": str(self.layout.root.resolve()), "pst.peer": peer,
+                "pst.round": str(r)}
+        query = " AND ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        found = self.client.search_logged_models([self.experiment_id], filter_string=query,
+                                                 max_results=1)
+        if found and found[0].status == LoggedModelStatus.READY:
+            return found[0].model_id
+        lora = (checkpoint / "adapter_config.json").exists()
+        model_id = found[0].model_id if found else self.client.create_logged_model(
+            self.experiment_id, name=f"{peer}-round-{r}", source_run_id=peer_run, tags=tags,
+            params={"base_model": self.sources.get(peer, ""), "round": str(r)},
+            model_type="peft-lora-adapter" if lora else "transformers-model").model_id
+        self.client.log_model_artifacts(model_id, str(checkpoint))
+        self.client.finalize_logged_model(model_id, LoggedModelStatus.READY)
+        self.client.log_outputs(peer_run, [LoggedModelOutput(model_id, step=r)])
+        return model_id
+
+    def _log_datasets(self, run_id: str, layout: RunLayout, r: int) -> dict[str, tuple[str, str]]:
         """The round's tables as MLflow dataset inputs (name ``round_<r>/<table>``, source the
-        Parquet file, digest, schema and row count), shown on the run's page and in its lineage."""
+        Parquet file, digest, schema and row count), shown on the run's page and in its lineage.
+        Returns ``{table: (dataset name, digest)}``, for metrics to name the data they measure."""
         import mlflow.data
         from mlflow.entities import Dataset, DatasetInput, InputTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-        inputs = []
+        inputs, logged = [], {}
         for stem, schema, context in ROUND_DATASETS:
             path = layout.table(r, stem)
             if not path.exists():  # round 0 has no training side
@@ -307,8 +374,10 @@ class MlflowTracker:
                     name=f"round_{r}/{stem}")
                 entity = Dataset(**dataset.to_dict())
             inputs.append(DatasetInput(entity, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]))
+            logged[stem] = (entity.name, entity.digest)
         if inputs:
             self.client.log_inputs(run_id, datasets=inputs)
+        return logged
 
     def _log_plots(self, layout: RunLayout, r: int) -> None:
         from pst_core.plots import plot_pmi, plot_rounds
@@ -340,6 +409,27 @@ class MlflowTracker:
             filter_string=f"tags.`pst.run_dir` = '{self.layout.root.resolve()}'")
         for run in runs:
             self.client.set_terminated(run.info.run_id)
+
+
+def ui_links(client, experiment_id: str, run_dir: Path, ui: str = "") -> dict[str, str]:
+    """Pages of the MLflow UI at ``ui`` (e.g. ``http://127.0.0.1:5000``; empty: links relative
+    to the UI) for the run in ``run_dir``: ``run`` its charts, ``rounds`` its round runs side
+    by side, ``charts`` the experiment's runs as charts, in the model-training view (without
+    ``workflowType`` the UI opens the GenAI overview)."""
+    root = f"{ui.rstrip('/')}/#" if ui else "#"
+    base = f"{root}/experiments/{experiment_id}"
+    runs = client.search_runs([experiment_id], filter_string=(
+        f"tags.`pst.run_dir` = '{Path(run_dir).resolve()}'"))
+    parent = next((r.info.run_id for r in runs if r.data.tags.get("pst.kind") == "pipeline"), "")
+    rounds = sorted((r for r in runs if r.data.tags.get("pst.kind") == "round"),
+                    key=lambda r: int(r.data.tags["pst.round"]))
+    ids = quote(json.dumps([r.info.run_id for r in rounds], separators=(",", ":")))
+    return {
+        "run": f"{base}/runs/{parent}/model-metrics?workflowType=machine_learning",
+        "rounds": f"{root}/compare-runs?runs={ids}"
+                  f"&experiments={quote(json.dumps([experiment_id]))}",
+        "charts": f"{base}/runs?workflowType=machine_learning&compareRunsMode=CHART",
+    }
 
 
 def _no_monitor() -> None:

@@ -1,5 +1,7 @@
 """The Prefect pipeline flow on tiny peers: same tables as the plain loop, MLflow structure."""
 
+import os
+
 import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
@@ -68,8 +70,13 @@ def test_mlflow_parent_with_round_and_peer_children(flow_and_plain_runs):
     assert [m.step for m in client.get_metric_history(parent.info.run_id, "agreement")] == [1]
     plots = [a.path for a in client.list_artifacts(parent.info.run_id, "plots")]
     assert "plots/rounds.png" in plots and "plots/round_1_weight.png" in plots
-    adapters = [a.path for a in client.list_artifacts(llama.info.run_id, "checkpoints/round_1")]
-    assert "checkpoints/round_1/adapter_model.safetensors" in adapters
+    [adapter] = client.search_logged_models(
+        [experiment.experiment_id], filter_string="tags.`pst.peer` = 'llama'")
+    assert adapter.name == "llama-round-1" and adapter.source_run_id == llama.info.run_id
+    files = os.listdir(adapter.artifact_location.removeprefix("file://"))
+    assert "adapter_model.safetensors" in files
+    assert sorted(m.step for m in client.get_metric_history(
+        parent.info.run_id, "em/llama/synthetic-eval")) == [0, 1]
     round_1 = next(r for r in by_kind["round"] if r.data.tags["pst.round"] == "1")
     files = {a.path for a in client.list_artifacts(round_1.info.run_id)}
     assert {"responses.parquet", "aggregates.parquet", "pmi.parquet", "eval.parquet"} <= files

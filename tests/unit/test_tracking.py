@@ -64,6 +64,9 @@ def write_run(tmp_path, experiment: str = "tiny-track", rounds: int = 1) -> tupl
                         layout.responses(r), RESPONSES_SCHEMA)
             write_table(pa.Table.from_pylist(targets, schema=TARGETS_SCHEMA),
                         layout.targets(r), TARGETS_SCHEMA)
+            checkpoint = layout.checkpoint(r, "qwen")  # qwen learns, llama does not
+            checkpoint.mkdir(parents=True)
+            (checkpoint / "adapter_config.json").write_text('{"r": 16}')
             metrics += [{"round": r, "peer": peer, "benchmark": None, "name": name,
                          "value": value} for peer in PEERS
                         for name, value in (("pseudo_label_acc", 0.5), ("wall_s/train", 3.0),
@@ -116,6 +119,24 @@ def test_rounds_logged_with_dataset_inputs_system_metrics_and_ml_kind(tmp_path, 
     [qwen] = client.search_runs([experiment.experiment_id],
                                 "tags.`pst.kind` = 'peer' and tags.`pst.peer` = 'qwen'")
     assert qwen.data.metrics["wall_s/train"] == 3.0 and qwen.data.metrics["rss_gb/train"] == 1.5
+
+    # The learning curve on the parent (integer steps = rounds) and on each round's run.
+    for peer in PEERS:
+        history = client.get_metric_history(tracker.parent_id, f"em/{peer}/synthetic-eval")
+        assert sorted(m.step for m in history) == [0, 1]
+    assert rounds["1"].data.metrics["em/qwen/synthetic-eval"] == 0.5
+    assert rounds["1"].data.metrics["gv_gap_abs/qwen/synthetic-eval"] == 0.0
+    assert "wall_s/train" not in client.get_run(tracker.parent_id).data.metrics
+
+    # Round 1's adapter is a LoggedModel; the evaluation metrics of round 1 link to it.
+    [model] = client.search_logged_models([experiment.experiment_id])
+    assert (model.name, model.model_type, str(model.status)) == (
+        "qwen-round-1", "peft-lora-adapter", "READY")
+    assert model.source_run_id == qwen.info.run_id and model.params["base_model"] == "models/qwen"
+    linked = {(m.key, m.step, m.dataset_name) for m in model.metrics}
+    assert ("em/synthetic-eval", 1, "round_1/eval") in linked
+    assert resumed._log_model(qwen.info.run_id, layout.checkpoint(1, "qwen"), "qwen", 1) == \
+        model.model_id  # found again, not logged twice
 
 
 def test_experiment_kind_set_when_created_or_inferred_and_kept_when_chosen(tmp_path, tracking_uri):
