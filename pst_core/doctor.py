@@ -66,11 +66,11 @@ def check_versions() -> list[Check]:
 
 
 def check_device(device: str) -> list[Check]:
-    """The device exists, bf16 is native there, and how much memory is free."""
+    """The device exists, whether bf16 is faster than fp32 there, and how much memory is free."""
     import torch
 
     from pst_core.models.memory import available_bytes
-    from pst_core.models.source import cpu_has_native_bf16
+    from pst_core.models.source import cpu_prefers_bf16
 
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
@@ -84,14 +84,14 @@ def check_device(device: str) -> list[Check]:
                              f"{free / 2**30:.1f} of {total / 2**30:.1f} GiB free"))
         bf16 = torch.cuda.is_bf16_supported()
         out.append(Check("bf16", None, "native: dtype auto picks it" if bf16 else
-                         "not supported on this GPU: dtype auto picks fp32 (or set float16)"))
+                         "not supported on this GPU: dtype auto picks float16"))
         return out
     free = available_bytes(torch.device("cpu"))
-    bf16 = cpu_has_native_bf16()
+    bf16 = cpu_prefers_bf16()
     return [Check("device", True, f"CPU, {torch.get_num_threads()} threads, "
                   f"{free / 2**30:.1f} GiB available"),
-            Check("bf16", None, "native (AVX-512 BF16): dtype auto picks bf16" if bf16 else
-                  "emulated here (about 4x slower than fp32): dtype auto picks fp32"),
+            Check("bf16", None, "AMX: faster than fp32, dtype auto picks bf16" if bf16 else
+                  "slower than fp32 on a CPU without AMX: dtype auto picks fp32"),
             Check("on a GPU", None, "with --device cuda this checks the CUDA build torch has, "
                   "every GPU's name and free memory, bf16 support there, sizes the peers against "
                   "that memory, and runs the tiny rounds spread over the GPUs")]

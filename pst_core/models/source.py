@@ -170,23 +170,25 @@ def resolve_device(device: str, field: str = "device") -> str:
 
 
 def resolve_dtype(dtype: str, device: str):
-    """``auto``: bf16 where the device computes it natively (CPUs with AVX-512 BF16 or AMX,
-    recent GPUs), else fp32 on a CPU and fp16 on a GPU."""
+    """``auto``: bf16 where it is faster than fp32 (CPUs with AMX, recent GPUs), else fp32 on a
+    CPU and fp16 on a GPU."""
     import torch
 
     if dtype != "auto":
         return getattr(torch, dtype)
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    return torch.bfloat16 if cpu_prefers_bf16() else torch.float32
 
 
-def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether this CPU multiplies bf16 in hardware (the ``avx512_bf16`` or ``amx_bf16`` flag).
+def cpu_prefers_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether bf16 matmuls beat fp32 on this CPU: where it has AMX tiles (``amx_bf16``).
 
-    oneDNN's own check (``torch.ops.mkldnn._is_mkldnn_bf16_supported``) also says yes on
-    AVX-512 CPUs without those instructions (Cascade Lake), where it emulates bf16: measured
-    there, a bf16 matmul ran at a quarter of fp32's speed (24 vs 94 GFLOP/s). Where
+    Measured in one run on 2 cores each (bench/bench_dtype.py, Qwen-0.5B's MLP shape): with AMX
+    bf16 is the fast dtype; on an AVX-512 CPU with ``avx512_bf16`` but no AMX, bf16 ran at
+    0.47-0.84x fp32's FLOP/s (the demo took 26 min in bf16 there); AVX-512 without
+    ``avx512_bf16`` emulates it at about a quarter of fp32 (24 vs 94 GFLOP/s), and oneDNN's own
+    check (``torch.ops.mkldnn._is_mkldnn_bf16_supported``) says yes there too. Where
     /proc/cpuinfo is unreadable (not Linux), oneDNN's answer is all there is.
     """
     from pst_core.provenance import cpuinfo_flags
@@ -196,7 +198,7 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
         import torch
 
         return torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return "amx_bf16" in flags
 
 
 def model_directory(source: ModelSource) -> tuple[str, str | None]:

@@ -32,7 +32,8 @@ class PeerConfig(Section):
         "transformers", description="Inference backend (vllm needs a GPU and the gpu extra)."
     )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        "auto", description="Weights dtype; auto: bf16 where the device supports it, else fp32."
+        "auto", description="Weights dtype; auto: bf16 where it is faster than fp32 (CPUs with AMX, "
+        "GPUs that support it), else fp32 on a CPU and float16 on a GPU."
     )
     device: str = Field(
         "auto",

@@ -8,7 +8,7 @@ from pst_core.models.backend import SamplingParams
 from pst_core.models.decode import decode
 from pst_core.models.hf import TransformersBackend
 from pst_core.models.packed import can_pack
-from pst_core.models.source import cpu_has_native_bf16, load_model
+from pst_core.models.source import cpu_prefers_bf16, load_model
 from pst_core.models.tokens import encode_continuation, encode_prompt, eos_ids
 from pst_core.prompts import solo_prompt
 from pst_core.schemas import RESPONSES_SCHEMA
@@ -189,7 +189,7 @@ def test_generate_solo_table(tiny_llama_dir):
 
 def test_bf16_on_cpu_where_supported(tiny_llama_dir):
     model, _ = load_model(str(tiny_llama_dir), device="cpu")
-    expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    expected = torch.bfloat16 if cpu_prefers_bf16() else torch.float32
     assert model.dtype == expected
 
 
@@ -226,12 +226,12 @@ def test_output_embedding_gets_contiguous_inputs(tiny_llama_dir):
     assert len(seen) == 3 and all(seen)  # the prompt step and two decoding steps
 
 
-def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
+def test_bf16_is_preferred_only_with_amx(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
-    for flags, native in (("avx512f avx512_vnni", False), ("avx512f avx512_bf16", True),
+    for flags, native in (("avx512f avx512_vnni", False), ("avx512f avx512_bf16", False),
                           ("amx_bf16 amx_tile", True), ("avx2 fma", False)):
         cpuinfo.write_text(f"processor : 0\nflags : {flags}\n")
-        assert cpu_has_native_bf16(cpuinfo) is native
+        assert cpu_prefers_bf16(cpuinfo) is native
 
 
 def test_cpu_fp32_linears_are_packed(tiny_llama_dir):
