@@ -153,8 +153,7 @@ def train_pairs(
     weight_t = torch.tensor(list(weights), dtype=torch.float32)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    per_epoch = math.ceil(math.ceil(len(pairs) / cfg.batch_size) / cfg.gradient_accumulation_steps)
-    total_steps = max(1, per_epoch * cfg.num_epochs)
+    total_steps = max(1, optimizer_steps(len(pairs), cfg))
     schedule = linear_schedule(optimizer, total_steps, cfg.warmup_ratio)
     generator = torch.Generator().manual_seed(seed)
     log_rows = []
@@ -196,6 +195,12 @@ def training(model, cfg: TrainConfig, pairs, peer: str) -> Iterator[None]:
     model.eval()
     if checkpointing:
         model.gradient_checkpointing_disable()
+
+
+def optimizer_steps(n_examples: int, cfg: TrainConfig) -> int:
+    """Optimizer steps of a run on ``n_examples``: a short last micro-batch or step counts."""
+    per_epoch = math.ceil(math.ceil(n_examples / cfg.batch_size) / cfg.gradient_accumulation_steps)
+    return per_epoch * cfg.num_epochs
 
 
 def linear_schedule(optimizer, total_steps: int, warmup_ratio: float):
