@@ -181,7 +181,7 @@ class WeightedNLLTrainer(Trainer):
         """The micro-batch's share of the step's weighted NLL (a mean over its own examples when
         ``num_items_in_batch`` is None); its sums go to :attr:`train_log` while training."""
         inner = self.accelerator.unwrap_model(model)
-        with self.accelerator.autocast():  # what accelerate wraps a model's forward in
+        with self.accelerator.autocast():  # args.bf16/fp16: on forward, which the loss skips
             weighted, plain = _inside_forward(model, inner, functools.partial(_batch_nll, inner),
                                               inputs)
         n_batch = len(inputs["weights"])
