@@ -1,15 +1,18 @@
-"""Peak memory of a LoRA training round with glibc's default heap and with large blocks unmapped
-on free (``pst_core.models.memory.unmapped_large_blocks``, what training now runs in), in one
-run.
+"""Peak memory and wall time of a LoRA training round, two ways in one run: with glibc's default
+heap and with large blocks unmapped on free (``pst_core.models.memory.unmapped_large_blocks``,
+what training now runs in), or (``--compare trainer``) by the loop (``pst_core.train``) and by
+the Hugging Face Trainer (``pst_core.trainer``), both on the unmapped heap.
 
-Each variant runs in its own process (glibc's own threshold, once fixed, cannot come back): load
-the model, add LoRA adapters, train one epoch on ``--examples`` examples of ``--prompt-tokens``
-+ ``--target-tokens`` random token ids (real lengths of a CoT target; the values do not change
-the memory or the FLOPs). Prints per variant: RSS after the load, the training's peak RSS, its
-peak above the loaded model, RSS after training, wall time; then the ratios.
+Each variant runs in its own process (glibc's own threshold, once fixed, cannot come back; the
+Trainer's imports stay out of the loop's): load the model, add LoRA adapters, train one epoch on
+``--examples`` examples of ``--prompt-tokens`` + ``--target-tokens`` random token ids (real
+lengths of a CoT target; the values do not change the memory or the FLOPs). Prints per variant:
+RSS after the load, the training's peak RSS, its peak above the loaded model, RSS after
+training, wall time; then the ratios.
 
     python bench/bench_train_memory.py                               # random weights, Qwen-0.5B
     python bench/bench_train_memory.py --model qwen2.5-coder-0.5b-instruct   # offline GGUF
+    python bench/bench_train_memory.py --compare trainer             # loop vs Trainer
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 
 from pst_core.provenance import cpu_flags, cpu_name
 
-VARIANTS = ("default", "unmap")
+COMPARISONS = {"heap": ("default", "unmap"), "trainer": ("loop", "trainer")}
 
 
 def measure(args) -> dict:
@@ -38,6 +41,8 @@ def measure(args) -> dict:
 
     if args.variant == "default":
         pst_core.train.unmapped_large_blocks = contextlib.nullcontext  # glibc's own threshold
+    if args.variant == "trainer":
+        from pst_core.trainer import train_pairs_with_trainer as train_pairs
     if args.model.startswith("random:"):
         from bench_generate import _random_model
 
@@ -72,7 +77,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--accumulation", type=int, default=4)
     parser.add_argument("--checkpointing", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--compare", choices=COMPARISONS, default="heap",
+                        help="heap: glibc's default heap vs large blocks unmapped; trainer: "
+                        "the loop vs the Hugging Face Trainer")
+    parser.add_argument("--variant", choices=[v for vs in COMPARISONS.values() for v in vs],
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
         print(json.dumps(measure(args)))
@@ -84,19 +93,20 @@ def main() -> None:
           f"{args.batch_size} x {args.accumulation}, checkpointing "
           f"{'on' if args.checkpointing else 'off'}")
     results = {}
-    for variant in VARIANTS:
+    for variant in COMPARISONS[args.compare]:
         out = subprocess.run([sys.executable, *sys.argv, "--variant", variant],
                              capture_output=True, text=True, check=False)
         if out.returncode:
             raise SystemExit(f"{variant}: failed:\n{out.stderr[-2000:]}")
         results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"{'heap':<8} {'loaded GiB':>10} {'train peak':>10} {'above load':>10} "
+    print(f"{args.compare:<8} {'loaded GiB':>10} {'train peak':>10} {'above load':>10} "
           f"{'after':>7} {'wall s':>7}")
     for variant, r in results.items():
         print(f"{variant:<8} {r['loaded']:>10.2f} {r['peak']:>10.2f} "
               f"{r['peak'] - r['loaded']:>10.2f} {r['after']:>7.2f} {r['wall']:>7.1f}")
-    d, u = results["default"], results["unmap"]
-    print(f"unmap / default: peak {u['peak'] / d['peak']:.2f}x, above load "
+    base, other = COMPARISONS[args.compare]
+    d, u = results[base], results[other]
+    print(f"{other} / {base}: peak {u['peak'] / d['peak']:.2f}x, above load "
           f"{(u['peak'] - u['loaded']) / (d['peak'] - d['loaded']):.2f}x, "
           f"wall {u['wall'] / d['wall']:.2f}x")
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -152,26 +153,12 @@ def train_pairs(
     weight_t = torch.tensor(list(weights), dtype=torch.float32)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    per_epoch = math.ceil(math.ceil(len(pairs) / cfg.batch_size) / cfg.gradient_accumulation_steps)
-    total_steps = max(1, per_epoch * cfg.num_epochs)
-    # Less a hair so that float noise (0.3 * 10 = 3.0000000000000004) adds no warmup step; the
-    # last step is never warmup (a lone step would otherwise run at learning rate 0).
-    warmup_steps = min(math.ceil(cfg.warmup_ratio * total_steps - 1e-9), total_steps - 1)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, functools.partial(lr_multiplier, total=total_steps, warmup=warmup_steps)
-    )
-    longest = max((len(ctx) + len(cont) for ctx, cont in pairs), default=0)
-    checkpointing = uses_gradient_checkpointing(model, cfg, cfg.batch_size * longest)
-    if checkpointing:
-        model.gradient_checkpointing_enable()
-        model.enable_input_require_grads()
+    total_steps = max(1, optimizer_steps(len(pairs), cfg))
+    schedule = linear_schedule(optimizer, total_steps, cfg.warmup_ratio)
     generator = torch.Generator().manual_seed(seed)
-    model.train()
     log_rows = []
-    hint = "; raise train.gradient_accumulation_steps to keep the step's size" + (
-        "" if checkpointing else ", or set train.gradient_checkpointing: true")
-    with (out_of_memory_as_error(peer, "training", "train.batch_size", cfg.batch_size, hint),
-          unmapped_large_blocks(), progress(f"{peer}: train", total_steps) as advance):
+    with (training(model, cfg, pairs, peer),
+          progress(f"{peer}: train", total_steps) as advance):
         for epoch in range(cfg.num_epochs):
             order = torch.randperm(len(pairs), generator=generator).tolist()
             for step in group_steps(order, cfg.batch_size, cfg.gradient_accumulation_steps):
@@ -185,10 +172,45 @@ def train_pairs(
                 log_rows.append({"peer": peer, "step": len(log_rows) + 1, "epoch": epoch,
                                  "lr": lr, **row})
                 advance(1)
+    return pa.Table.from_pylist(log_rows, schema=TRAIN_LOG_SCHEMA)
+
+
+@contextmanager
+def training(model, cfg: TrainConfig, pairs, peer: str) -> Iterator[None]:
+    """What a training run on ``pairs`` runs in, the loop's and the Trainer's
+    (:mod:`pst_core.trainer`) alike: the model in train mode with gradient checkpointing as
+    :func:`uses_gradient_checkpointing` decides, large blocks unmapped, out of memory as a
+    one-line error; back in eval mode without checkpointing after."""
+    longest = max((len(ctx) + len(cont) for ctx, cont in pairs), default=0)
+    checkpointing = uses_gradient_checkpointing(model, cfg, cfg.batch_size * longest)
+    if checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    model.train()
+    hint = "; raise train.gradient_accumulation_steps to keep the step's size" + (
+        "" if checkpointing else ", or set train.gradient_checkpointing: true")
+    with (out_of_memory_as_error(peer, "training", "train.batch_size", cfg.batch_size, hint),
+          unmapped_large_blocks()):
+        yield
     model.eval()
     if checkpointing:
         model.gradient_checkpointing_disable()
-    return pa.Table.from_pylist(log_rows, schema=TRAIN_LOG_SCHEMA)
+
+
+def optimizer_steps(n_examples: int, cfg: TrainConfig) -> int:
+    """Optimizer steps of a run on ``n_examples``: a short last micro-batch or step counts."""
+    per_epoch = math.ceil(math.ceil(n_examples / cfg.batch_size) / cfg.gradient_accumulation_steps)
+    return per_epoch * cfg.num_epochs
+
+
+def linear_schedule(optimizer, total_steps: int, warmup_ratio: float):
+    """A LambdaLR of :func:`lr_multiplier` over ``total_steps`` optimizer steps."""
+    # Less a hair so that float noise (0.3 * 10 = 3.0000000000000004) adds no warmup step; the
+    # last step is never warmup (a lone step would otherwise run at learning rate 0).
+    warmup_steps = min(math.ceil(warmup_ratio * total_steps - 1e-9), total_steps - 1)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, functools.partial(lr_multiplier, total=total_steps, warmup=warmup_steps)
+    )
 
 
 CHECKPOINTING_ABOVE = 1_000_000_000  # parameters; the auto setting's threshold
