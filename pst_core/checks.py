@@ -93,7 +93,7 @@ def check_inputs(cfg: ExperimentConfig, where: str = "", hub: bool = True) -> li
 # What a resumed run may change: evaluation only (more questions, another benchmark), where to
 # write, and how many rounds (a round's tables never depend on how many follow it).
 _NOT_IDENTITY = {"run": True, "output_dir": True, "rounds": True, "eval": True,
-                 "data": {"eval"}}
+                 "data": {"eval"}, "train": {"engine", "report_to"}}
 
 
 def check_same_run(cfg: ExperimentConfig, root: Path) -> None:

@@ -94,6 +94,13 @@ class TrainConfig(Section):
         "more compute); null: on for models above 1B parameters, or when a micro-batch's "
         "activations would take over a quarter of the free memory; off otherwise.",
     )
+    engine: Literal["loop", "trainer"] = Field(
+        "loop", description="What runs the training: the project's loop, or the Hugging Face "
+        "Trainer (pst_core/trainer.py: the same weights on one device, the same time and "
+        "memory, measured; Trainer's report_to and accelerate). Not part of the run's identity.")
+    report_to: str = Field(
+        "none", description="engine trainer: Trainer's report_to (e.g. mlflow: its loss curve "
+        "per training step, beside the pipeline's own tracking). Not part of the run's identity.")
 
 
 class EvalConfig(Section):
@@ -214,12 +221,15 @@ class ExperimentConfig(Section):
         """The run directory name: `run`, or a stable hash of what shapes the trained models.
 
         Evaluation settings (``eval``, ``data.eval``) are not part of it: raising ``eval.limit``
-        or adding a benchmark resumes the same run and evaluates only what is missing.
+        or adding a benchmark resumes the same run and evaluates only what is missing. Nor is
+        what runs the training (``train.engine``, ``train.report_to``), which trains the same
+        weights.
         """
         if self.run:
             return self.run
-        payload = self.model_dump(mode="json", exclude={"run": True, "output_dir": True,
-                                                        "eval": True, "data": {"eval"}})
+        payload = self.model_dump(mode="json", exclude={
+            "run": True, "output_dir": True, "eval": True, "data": {"eval"},
+            "train": {"engine", "report_to"}})
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return f"run-{digest[:10]}"
 

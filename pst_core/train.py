@@ -131,11 +131,18 @@ def train_peer(
         prompts: rendered solo prompts.
         targets: aggregate responses a*.
         weights: per-example weights (PMI weights; all 1 for uniform).
+        cfg: the train section; ``cfg.engine`` picks this module's loop or the Hugging Face
+            Trainer (``pst_core.trainer``), which train the same weights.
 
     Returns:
         The ``TRAIN_LOG_SCHEMA`` rows, one per optimizer step.
     """
     pairs = tokenize_examples(tokenizer, prompts, targets, cfg.max_length)
+    if cfg.engine == "trainer":
+        from pst_core.trainer import train_pairs_with_trainer
+
+        return train_pairs_with_trainer(model, tokenizer.pad_token_id, pairs, weights, cfg,
+                                        peer=peer, seed=seed, report_to=cfg.report_to)
     return train_pairs(model, tokenizer.pad_token_id, pairs, weights, cfg, peer=peer, seed=seed)
 
 

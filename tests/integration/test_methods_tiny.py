@@ -227,3 +227,16 @@ def test_pst_weights_scores_a_fresh_round_and_audits_runs_without_training(
                              capture_output=True, text=True, check=False)
     assert refused.returncode != 0 and "pst weights needs a method with PMI weights" in (
         refused.stdout + refused.stderr)
+
+
+def test_the_trainer_engine_trains_what_the_loop_trains(tmp_path, tiny_model_dirs):
+    """train.engine: trainer (the Hugging Face Trainer) in a whole round: the same run name and
+    directory binding as the loop, and the same tables and adapters."""
+    loop = run(tmp_path / "loop", tiny_model_dirs, "pst")
+    raw = tiny_config(tmp_path / "loop", tiny_model_dirs, tmp_path / "loop" / "pool-True.jsonl",
+                      rounds=1, method="pst")
+    trainer_cfg = parse_config(raw | {"train": {**raw.get("train", {}), "engine": "trainer"}})
+    assert trainer_cfg.run_name == parse_config(raw).run_name  # not part of the run's identity
+    trainer = run(tmp_path / "trainer", tiny_model_dirs, "pst",
+                  train={**raw.get("train", {}), "engine": "trainer"})
+    assert training_outputs(trainer, rounds=1) == training_outputs(loop, rounds=1)
