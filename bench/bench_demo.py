@@ -6,6 +6,7 @@ and a test checks that both say what it says.
 
     python bench/bench_demo.py --fresh-cache       # fetch + demo from an empty model cache
     python bench/bench_demo.py --tests unit        # also time `python -m pytest` (unit tier)
+    python bench/bench_demo.py --no-demo --tests all   # only every tier (pytest --integration)
     python bench/bench_demo.py --render            # rewrite the table and sentence only
 
 The demo runs in a subprocess in a temporary directory (its runs/, .prefect/, mlflow.db), with
@@ -96,12 +97,26 @@ def du_gib(path: Path) -> float:
 
 
 def measure(args) -> dict:
-    from pst_core.models.source import cpu_has_native_bf16
+    from pst_core.models.source import cpu_prefers_bf16
 
     flags = cpu_flags()
     row = {"date": datetime.date.today().isoformat(), "cpu_kind": cpu_kind(flags),
            "cpu": cpu_name(), "flags": flags, "cores": os.cpu_count(),
-           "dtype": "bf16" if cpu_has_native_bf16() else "fp32", "note": args.note}
+           "dtype": "bf16" if cpu_prefers_bf16() else "fp32", "note": args.note}
+    if not args.no_demo:
+        row |= measure_demo(args)
+    for tier in args.tests:
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        cmd += ["--integration"] if tier == "all" else []
+        wall, _ = run_sampled(cmd, ROOT, dict(os.environ), Path(tempfile.gettempdir()) / "tier.log")
+        row[f"{tier}_tier{'s' if tier == 'all' else ''}_s"] = round(wall)
+    return row
+
+
+def measure_demo(args) -> dict:
+    """`pst demo` in a temporary directory: wall time, peak RSS, and (``--fresh-cache``) the
+    fetch's time and the cache's size."""
+    row = {}
     with tempfile.TemporaryDirectory(prefix="pst-bench-demo-") as tmp:
         work = Path(tmp)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -118,11 +133,6 @@ def measure(args) -> dict:
         if args.fresh_cache:
             row["cache_gib"] = round(du_gib(cache), 2)
         print((work / "demo.log").read_text()[-3000:])
-    for tier in args.tests:
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-        cmd += ["--integration"] if tier == "all" else []
-        wall, _ = run_sampled(cmd, ROOT, dict(os.environ), Path(tempfile.gettempdir()) / "tier.log")
-        row[f"{tier}_tier{'s' if tier == 'all' else ''}_s"] = round(wall)
     return row
 
 
@@ -154,8 +164,8 @@ def table(rows: list[dict]) -> str:
 
 
 def readme_sentence(rows: list[dict]) -> str:
-    """The latest demo figure, its CPU kind, and how much longer or shorter the latest figure of
-    each other kind was."""
+    """The latest demo figure, its CPU kind, the test tiers' latest figures on that kind, and how
+    much longer or shorter the latest demo of each other kind was."""
     demos = [r for r in rows if r["demo_s"]]
     last = demos[-1]
     others = {}
@@ -165,9 +175,15 @@ def readme_sentence(rows: list[dict]) -> str:
     factors = ", ".join(
         f"{kind} in {dtype} {float(r['demo_s']) / float(last['demo_s']):.2f}x as long"
         for (kind, dtype), r in others.items())
+    same_kind = [r for r in rows if r["cpu_kind"] == last["cpu_kind"]]
+    unit = next((r["unit_tier_s"] for r in reversed(same_kind) if r["unit_tier_s"]), "")
+    every = next((r["all_tiers_s"] for r in reversed(same_kind) if r["all_tiers_s"]), "")
+    tiers = " and ".join(([f"the unit tier {int(unit)} s"] if unit else [])
+                         + ([f"every tier {minutes(every)}"] if every else []))
     return (f"`pst demo` took {minutes(last['demo_s'])} and peaked at "
             f"{float(last['demo_peak_gib']):.1f} GiB on its last measurement ({last['date']}, "
             f"{last['cores']} cores, {last['cpu_kind']}, {last['dtype']})"
+            + (f"; the tests there: {tiers}" if tiers else "")
             + (f"; on the other CPU kinds measured it took: {factors}" if factors else "") + ".")
 
 
@@ -193,6 +209,7 @@ def main() -> None:
     parser.add_argument("--tests", nargs="*", default=[], choices=("unit", "all"),
                         help="also time these test tiers")
     parser.add_argument("--note", default="", help="a word on the conditions")
+    parser.add_argument("--no-demo", action="store_true", help="time only the --tests tiers")
     parser.add_argument("--render", action="store_true",
                         help="only regenerate the table and the README sentence")
     args = parser.parse_args()

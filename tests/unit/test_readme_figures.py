@@ -33,15 +33,18 @@ def test_each_row_is_a_measurement_on_a_named_cpu_kind():
         assert row["demo_s"] or row["unit_tier_s"] or row["all_tiers_s"], row
 
 
-def test_the_readme_sentence_gives_the_latest_figure_and_the_factor_per_other_kind():
+def test_the_readme_sentence_gives_the_latest_figures_and_the_factor_per_other_kind():
     bench = bench_demo()
     base = dict.fromkeys(bench.COLUMNS, "") | {"date": "2026-01-01", "cores": "2"}
     rows = [base | {"cpu_kind": "AMX", "dtype": "bf16", "demo_s": "300", "demo_peak_gib": "3"},
             base | {"cpu_kind": "AVX2", "dtype": "fp32", "demo_s": "1200", "demo_peak_gib": "8"},
+            base | {"cpu_kind": "AVX-512", "dtype": "fp32", "unit_tier_s": "60",
+                    "all_tiers_s": "900"},
             base | {"cpu_kind": "AVX-512", "dtype": "bf16", "demo_s": "600", "demo_peak_gib": "5"}]
     assert bench.readme_sentence(rows) == (
         "`pst demo` took 10 min 00 s and peaked at 5.0 GiB on its last measurement (2026-01-01, "
-        "2 cores, AVX-512, bf16); on the other CPU kinds measured it took: AMX in bf16 0.50x as "
-        "long, AVX2 in fp32 2.00x as long.")
+        "2 cores, AVX-512, bf16); the tests there: the unit tier 60 s and every tier 15 min 00 s; "
+        "on the other CPU kinds measured it took: AMX in bf16 0.50x as long, AVX2 in fp32 2.00x "
+        "as long.")
     assert bench.cpu_kind("avx2 avx512f avx512_bf16") == "AVX-512"
     assert bench.cpu_kind("avx2") == "AVX2" and bench.cpu_kind("avx512f amx_bf16") == "AMX"
