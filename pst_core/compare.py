@@ -273,12 +273,22 @@ def flipped(d: dict) -> dict:
                 "delta_lo": -d["delta_hi"], "delta_hi": -d["delta_lo"]}
 
 
+# The stages a run's wall time is split into: metric ``wall_s/<stage>`` or ``wall_s/<stage>/...``
+# (generation turns, evaluation per benchmark); the rest (aggregation) counts in the total only.
+STAGES = ("generate", "score", "train", "eval")
+
+
 def costs(runs: list[Run]) -> list[dict]:
-    """Per run: training examples, tokens generated (training side, evaluation) and wall time."""
+    """Per run: training examples, tokens generated (training side, evaluation), and wall time
+    in all and per stage (``wall_s_<stage>``, ``STAGES``)."""
     out = []
     for run in runs:
         overall = [m for m in run.metrics if m["benchmark"] is None]
         wall = sum(m["value"] for m in overall if m["name"].startswith("wall_s/"))
+        by_stage = {f"wall_s_{stage}": sum(
+            m["value"] for m in overall
+            if m["name"] == f"wall_s/{stage}" or m["name"].startswith(f"wall_s/{stage}/"))
+            for stage in STAGES}
         out.append({
             "method": run.method, "run": run.root.name,
             "rounds": run.cfg.rounds,
@@ -288,6 +298,7 @@ def costs(runs: list[Run]) -> list[dict]:
                                           if m["name"] == "tokens_generated" and m["peer"] is None),
             "eval_tokens_generated": sum(x["n_tokens"] for x in run.eval),
             "wall_s": wall,
+            **by_stage,
             "invocations": invocations(run.root),
         })
     return out

@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from pst_core.compare import (
+    STAGES,
     Run,
     across_seeds,
     compare,
@@ -339,17 +340,20 @@ def _set_sections(runs: list[Run], table: pa.Table, pairs: list[dict], plot: str
         f"{h} Cost",
         "",
         ("Tokens generated for training targets (all peers that answered) and for evaluation, and "
-        "the wall time of every stage of the run (models loaded per stage included)."),
+        "the wall time of the run in minutes, per stage and in all (models loaded per stage "
+        "included; the total adds aggregation). Wall times are only comparable between runs on "
+        "the same CPU kind (How it was made names it)."),
         "",
         ("| method | run | rounds | training examples | training-side tokens | eval tokens "
-        "| wall time |"),
-        "|---|---|---|---|---|---|---|",
+        "| generation | PMI scoring | training | evaluation | wall time |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in sorted(spent, key=lambda c: _order(c["method"])):
+        stages = " | ".join(f"{c[f'wall_s_{stage}'] / 60:.1f}" for stage in STAGES)
         lines.append(
             f"| {c['method']} | {c['run']} | {c['rounds']} | {_int(c['training_examples'])} "
             f"| {_int(c['train_tokens_generated'])} | {_int(c['eval_tokens_generated'])} "
-            f"| {c['wall_s'] / 60:.1f} min |")
+            f"| {stages} | {c['wall_s'] / 60:.1f} min |")
     lines += ["", f"{h} How it was made", ""]
     for run in sorted(runs, key=lambda r: _order(r.method)):
         lines.append(f"- `{run.method}`: run directory `{run.root}` (its `config.yaml` is the "

@@ -39,3 +39,22 @@ def test_weighted_label_acc_is_the_share_of_weight_on_right_targets():
     uniform = [t | {"weight": 1.0} for t in targets]
     assert weighted_label_acc(uniform) == pytest.approx(2 / 4)  # the plain pseudo-label acc.
     assert weighted_label_acc([]) is None
+
+
+def test_costs_split_the_wall_time_by_stage(tmp_path):
+    """Generation turns and evaluations per benchmark add up to their stage; aggregation counts
+    in the total only."""
+    from pst_core.compare import Run, costs
+    from pst_core.config import parse_config
+
+    cfg = parse_config({"experiment": "x", "rounds": 1, "output_dir": str(tmp_path),
+                        "data": {"pool": {"name": "pool", "benchmark": "synthetic"}},
+                        "peers": [{"name": p, "source": f"models/{p}"} for p in "ab"]})
+    walls = {"wall_s/generate/turn0": 60, "wall_s/generate/turn1": 30, "wall_s/score": 12,
+             "wall_s/train": 120, "wall_s/eval/gsm8k": 240, "wall_s/eval/math": 60,
+             "wall_s/aggregate": 6}
+    metrics = [{"round": 1, "peer": None if name == "wall_s/aggregate" else "a",
+                "benchmark": None, "name": name, "value": value} for name, value in walls.items()]
+    [cost] = costs([Run(tmp_path, cfg, eval=[], metrics=metrics, targets=[])])
+    assert (cost["wall_s_generate"], cost["wall_s_score"], cost["wall_s_train"],
+            cost["wall_s_eval"], cost["wall_s"]) == (90, 12, 120, 300, 528)
