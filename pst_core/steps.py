@@ -50,6 +50,7 @@ from pst_core.schemas import (
     TRAIN_LOG_SCHEMA,
 )
 from pst_core.store import read_table, write_table
+from pst_core.tracking import trainer_reporting
 from pst_core.train import add_adapters
 
 if TYPE_CHECKING:
@@ -318,10 +319,12 @@ class Train(Step):
         prompts = [render_prompt(tokenizer, solo_prompt(text[t["question_id"]], style))
                    for t in examples]
         log.info("round %d: training %s on %d example(s)", r, self.peer, len(examples))
-        table = training.train_peer(
-            model, tokenizer, prompts, [t["response"] for t in examples],
-            [t["weight"] for t in examples], cfg.train, peer=self.peer, seed=seed,
-        )
+        with trainer_reporting(cfg, ctx.layout, r, self.peer):
+            table = training.train_peer(
+                model, tokenizer, prompts, [t["response"] for t in examples],
+                [t["weight"] for t in examples], cfg.train, peer=self.peer, seed=seed,
+                run_name=f"{ctx.layout.root.name}/round_{r}/{self.peer} trainer",
+            )
         write_table(table, ctx.part(r, f"train_log_{self.peer}"), TRAIN_LOG_SCHEMA)
         save_checkpoint(model, tokenizer, self.output(ctx))
 

@@ -18,6 +18,7 @@ MLflow (``pst_core.report``'s comparison run) get their client and experiment fr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -122,6 +123,33 @@ def get_or_create_experiment(client, name: str, output_dir: str | Path) -> str:
     if kind in ("", "no_inferred_type") or kind.endswith("_inferred"):
         client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return experiment.experiment_id
+
+
+@contextlib.contextmanager
+def trainer_reporting(cfg, layout: RunLayout, round_index: int, peer: str):
+    """While a peer trains with ``train.report_to: mlflow``: the environment that sends the
+    Hugging Face Trainer's MLflow run (its loss per optimizer step) to this run's tracking store
+    and experiment, tagged with the run directory, round and peer like the pipeline's own runs
+    (``pst.kind`` ``trainer``). A tracking URI the user set is kept. Process-wide, as the
+    Trainer's integration reads it: two peers training in threads of one process would share it.
+    """
+    if "mlflow" not in cfg.train.report_to:
+        yield
+        return
+    tags = {"pst.run_dir": str(layout.root.resolve()), "pst.kind": "trainer",
+            "pst.round": str(round_index), "pst.peer": peer}
+    env = {"MLFLOW_TRACKING_URI": default_tracking_uri(cfg.output_dir),
+           "MLFLOW_EXPERIMENT_NAME": cfg.experiment, "MLFLOW_TAGS": json.dumps(tags)}
+    before = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 class Tracker(Protocol):

@@ -123,6 +123,7 @@ def train_peer(
     *,
     peer: str,
     seed: int,
+    run_name: str | None = None,
 ) -> pa.Table:
     """Fine-tune ``model`` in place on weighted (prompt -> target) examples.
 
@@ -133,6 +134,7 @@ def train_peer(
         weights: per-example weights (PMI weights; all 1 for uniform).
         cfg: the train section; ``cfg.engine`` picks this module's loop or the Hugging Face
             Trainer (``pst_core.trainer``), which train the same weights.
+        run_name: the Trainer's run name for its ``report_to`` integrations.
 
     Returns:
         The ``TRAIN_LOG_SCHEMA`` rows, one per optimizer step.
@@ -142,7 +144,8 @@ def train_peer(
         from pst_core.trainer import train_pairs_with_trainer
 
         return train_pairs_with_trainer(model, tokenizer.pad_token_id, pairs, weights, cfg,
-                                        peer=peer, seed=seed, report_to=cfg.report_to)
+                                        peer=peer, seed=seed, report_to=cfg.report_to,
+                                        run_name=run_name)
     return train_pairs(model, tokenizer.pad_token_id, pairs, weights, cfg, peer=peer, seed=seed)
 
 

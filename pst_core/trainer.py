@@ -229,9 +229,11 @@ def train_pairs_with_trainer(
     peer: str,
     seed: int,
     report_to: str | list[str] = "none",
+    run_name: str | None = None,
 ) -> pa.Table:
     """:func:`pst_core.train.train_pairs` through :class:`WeightedNLLTrainer`; ``report_to``
-    as Trainer's (``"mlflow"``, say).
+    and ``run_name`` as Trainer's (``"mlflow"``, say; its integrations read their settings
+    from the environment, e.g. ``pst_core.tracking.trainer_reporting``).
 
     On the model's device: the CPU (``use_cpu``) or the one GPU this process trains on
     (Trainer would move a model elsewhere to it). Trainer saves no checkpoint; its output
@@ -245,7 +247,8 @@ def train_pairs_with_trainer(
     device = next(model.parameters()).device
     with tempfile.TemporaryDirectory(prefix="pst-trainer-") as output_dir:
         args = TrainingArguments(
-            output_dir=output_dir, report_to=report_to, save_strategy="no", seed=seed,
+            output_dir=output_dir, report_to=report_to, run_name=run_name,
+            save_strategy="no", seed=seed,
             use_cpu=device.type == "cpu", per_device_train_batch_size=cfg.batch_size,
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             num_train_epochs=cfg.num_epochs, learning_rate=cfg.learning_rate,

@@ -231,12 +231,19 @@ def test_pst_weights_scores_a_fresh_round_and_audits_runs_without_training(
 
 def test_the_trainer_engine_trains_what_the_loop_trains(tmp_path, tiny_model_dirs):
     """train.engine: trainer (the Hugging Face Trainer) in a whole round: the same run name and
-    directory binding as the loop, and the same tables and adapters."""
+    directory binding as the loop, the same tables and adapters; with report_to mlflow, one
+    Trainer run per learner in the run's own store and experiment, its loss per step."""
+    from mlflow.tracking import MlflowClient
+
     loop = run(tmp_path / "loop", tiny_model_dirs, "pst")
     raw = tiny_config(tmp_path / "loop", tiny_model_dirs, tmp_path / "loop" / "pool-True.jsonl",
                       rounds=1, method="pst")
-    trainer_cfg = parse_config(raw | {"train": {**raw.get("train", {}), "engine": "trainer"}})
-    assert trainer_cfg.run_name == parse_config(raw).run_name  # not part of the run's identity
-    trainer = run(tmp_path / "trainer", tiny_model_dirs, "pst",
-                  train={**raw.get("train", {}), "engine": "trainer"})
+    engine = {**raw["train"], "engine": "trainer", "report_to": "mlflow"}
+    assert parse_config(raw | {"train": engine}).run_name == parse_config(raw).run_name
+    trainer = run(tmp_path / "trainer", tiny_model_dirs, "pst", train=engine)
     assert training_outputs(trainer, rounds=1) == training_outputs(loop, rounds=1)
+    client = MlflowClient(f"sqlite:///{trainer.root.parents[1] / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id],
+                              "tags.`pst.kind` = 'trainer'")
+    assert sorted(r.data.tags["pst.peer"] for r in runs) == ["gemma", "llama", "qwen"]
+    assert all("loss" in r.data.metrics and r.data.tags["pst.round"] == "1" for r in runs)
