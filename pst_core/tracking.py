@@ -6,8 +6,9 @@ responses, targets and eval tables as dataset inputs) and one per peer (its metr
 round as step, and each round's checkpoint as an MLflow LoggedModel its evaluation metrics link
 to). The parent holds the flattened config as params, round-wide metrics and every peer's
 headline metrics (``HEADLINE``) by round, plots, and system metrics (CPU, memory, disk, GPU)
-sampled while the tracker lives, where psutil is installed. The experiment is marked as model training, so the MLflow UI
-shows it under "Machine learning" (runs, model and system metric charts), not "GenAI".
+sampled while the tracker lives, where psutil is installed. The experiment is marked as model
+training; MLflow 3.17's UI still opens it in the GenAI view unless the browser last chose
+"Model training", so the links ``ui_links`` makes name that view.
 
 Tracking reads only what the stages already wrote, after they wrote it: a tracking server that
 fails loses no Parquet data, and ``pst track RUN_DIR`` logs the missing rounds later. This is the
