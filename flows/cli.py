@@ -318,8 +318,9 @@ def ui_guide(cfg, layout, flow_run_id) -> list[str]:
     client = mlflow_client(uri)
     experiment = client.get_experiment_by_name(cfg.experiment)
     lines = ["open the UIs with `pst ui`, then:",
-             f"  Prefect flow run:    {prefect}/runs/flow-run/{flow_run_id}",
-             f"  round {cfg.rounds} table:       {prefect}/artifacts/artifact/{table.id}"]
+             f"  Prefect flow run:    {prefect}/runs/flow-run/{flow_run_id}"]
+    if table is not None:  # publishing it failed with a warning: the run is complete anyway
+        lines.append(f"  round {cfg.rounds} table:       {prefect}/artifacts/artifact/{table.id}")
     if experiment is not None:
         ui = uri if uri.startswith(("http://", "https://")) else MLFLOW_URL
         links = ui_links(client, experiment.experiment_id, layout.root, ui)
