@@ -313,20 +313,24 @@ def ui_guide(cfg, layout, flow_run_id) -> list[str]:
     from pst_core.tracking import default_tracking_uri, mlflow_client, ui_links
 
     prefect = os.environ.get("PREFECT_API_URL", f"{PREFECT_URL}/api").removesuffix("/api")
-    table = Artifact.get(artifact_key(layout, cfg.rounds))  # its latest version
-    uri = default_tracking_uri(cfg.output_dir)
-    client = mlflow_client(uri)
-    experiment = client.get_experiment_by_name(cfg.experiment)
     lines = ["open the UIs with `pst ui`, then:",
              f"  Prefect flow run:    {prefect}/runs/flow-run/{flow_run_id}"]
-    if table is not None:  # publishing it failed with a warning: the run is complete anyway
-        lines.append(f"  round {cfg.rounds} table:       {prefect}/artifacts/artifact/{table.id}")
-    if experiment is not None:
-        ui = uri if uri.startswith(("http://", "https://")) else MLFLOW_URL
-        links = ui_links(client, experiment.experiment_id, layout.root, ui)
-        lines += [f"  MLflow curves:       {links['run']}",
-                  f"  rounds side by side: {links['rounds']}",
-                  f"  all runs, charts:    {links['charts']}"]
+    try:  # the run is complete: a server gone since costs links, never the run's exit status
+        table = Artifact.get(artifact_key(layout, cfg.rounds))  # its latest version
+        if table is not None:  # publishing it failed with a warning during the run
+            lines.append(f"  round {cfg.rounds} table:       "
+                         f"{prefect}/artifacts/artifact/{table.id}")
+        uri = default_tracking_uri(cfg.output_dir)
+        client = mlflow_client(uri)
+        experiment = client.get_experiment_by_name(cfg.experiment)
+        if experiment is not None:
+            ui = uri if uri.startswith(("http://", "https://")) else MLFLOW_URL
+            links = ui_links(client, experiment.experiment_id, layout.root, ui)
+            lines += [f"  MLflow curves:       {links['run']}",
+                      f"  rounds side by side: {links['rounds']}",
+                      f"  all runs, charts:    {links['charts']}"]
+    except Exception as e:  # noqa: BLE001
+        lines.append(f"  (no more links: {str(e).splitlines()[0] if str(e) else type(e).__name__})")
     return [*lines, ("schedule rounds from the Prefect UI: `pst serve --config CONFIG` makes "
                      "a deployment (Deployments page) and serves it")]
 
