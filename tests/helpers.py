@@ -5,6 +5,7 @@ of a run, the benchmark copies in data/benchmarks, and waiting on servers."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -140,3 +141,15 @@ def naive_logprobs(backend, context: str, continuation: str):
         logits = backend.model(input_ids=ids).logits[0].float()
     logp = logits.log_softmax(-1)
     return torch.stack([logp[len(ctx) - 1 + i, t] for i, t in enumerate(cont)])
+
+
+VLLM_PYTHON = os.environ.get("PST_VLLM_PYTHON")
+
+
+def needs_vllm_python(what: str):
+    """Skip unless PST_VLLM_PYTHON names a python with ``what`` (the opt-in vLLM tests)."""
+    import pytest
+
+    return pytest.mark.skipif(not VLLM_PYTHON or not Path(VLLM_PYTHON).exists(),
+                              reason=f"set PST_VLLM_PYTHON to a python with {what} "
+                                     "(bench/vllm_env.sh builds one)")

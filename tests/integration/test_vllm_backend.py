@@ -5,18 +5,15 @@ use): greedy and n-sample generation, prompt_logprobs scoring, a LoRA checkpoint
 LoRARequest. About 5 minutes on 2 cores (each vLLM engine start compiles the model)."""
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-VLLM_PYTHON = os.environ.get("PST_VLLM_PYTHON")
+from tests.helpers import VLLM_PYTHON, needs_vllm_python
 
-pytestmark = pytest.mark.skipif(not VLLM_PYTHON or not Path(VLLM_PYTHON).exists(),
-                                reason="set PST_VLLM_PYTHON to a python with vLLM "
-                                       "(bench/vllm_env.sh builds one)")
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = needs_vllm_python("vLLM")
 
 
 def test_vllm_backend_matches_transformers(tmp_path):

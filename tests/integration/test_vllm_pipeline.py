@@ -4,19 +4,15 @@ vLLM and Prefect, such as the one ``bench/vllm_env.sh`` builds): bench/vllm_pipe
 transformers, and writes the two side by side. About 25 minutes on 2 cores (each vLLM engine
 start compiles the model)."""
 
-import os
 import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
+
+from tests.helpers import VLLM_PYTHON, needs_vllm_python
 
 ROOT = Path(__file__).resolve().parents[2]
-VLLM_PYTHON = os.environ.get("PST_VLLM_PYTHON")
-
-pytestmark = pytest.mark.skipif(not VLLM_PYTHON or not Path(VLLM_PYTHON).exists(),
-                                reason="set PST_VLLM_PYTHON to a python with vLLM and Prefect "
-                                       "(bench/vllm_env.sh builds one)")
+pytestmark = needs_vllm_python("vLLM and Prefect")
 
 
 def test_the_pipeline_runs_on_vllm_and_is_compared_with_transformers(tmp_path):
