@@ -2,8 +2,9 @@
 
 Generation runs the decode loop of :mod:`pst_core.models.decode` (one prefill per prompt for its
 n samples, finished rows leave the batch), with as many rows as memory holds; on a CPU in fp32
-the linear layers run with oneDNN-packed weights (:mod:`pst_core.models.packed`); bf16 where
-the device has bf16 instructions. Scoring computes log-probabilities at the
+the linear layers run with oneDNN-packed weights (:mod:`pst_core.models.packed`), or in int8
+where the peer asks (``quantize: int8``, :mod:`pst_core.models.int8`); bf16 where the device
+has bf16 instructions. Scoring computes log-probabilities at the
 continuation's positions only (:mod:`pst_core.models.forward`), multiplying hidden states by the
 output embedding in chunks.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from pst_core.errors import ModelError
 from pst_core.models.backend import (
     ContinuationScore,
     Generation,
@@ -26,6 +28,7 @@ from pst_core.models.backend import (
 )
 from pst_core.models.decode import Decoded, DecodeStats, decode
 from pst_core.models.forward import hidden_at, output_logits, pack_continuations
+from pst_core.models.int8 import quantize_linears
 from pst_core.models.loading import load_peer_model
 from pst_core.models.memory import out_of_memory_as_error, release_memory, rows_that_fit
 from pst_core.models.packed import can_pack, pack_linears
@@ -55,17 +58,21 @@ class TransformersBackend:
         batch_size: rows (prompts x samples) decoded at once and prompts per scoring batch;
             ``auto``: generation takes the rows its KV cache fits in memory
             (:func:`~pst_core.models.memory.rows_that_fit`), scoring batches of 16.
+        linears: what runs the linear layers: ``nn`` (as loaded), ``packed`` (oneDNN-packed
+            fp32) or ``int8`` (int8 weights and activations); the last two on a CPU only.
     """
 
     def __init__(self, model, tokenizer, name: str = "model", batch_size: int | str = "auto",
-                 pack_weights: bool = False):
+                 linears: str = "nn"):
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.batch_size = batch_size
         self.stats = DecodeStats()  # what this backend's generation has cost so far
-        if pack_weights:
+        if linears == "packed":
             pack_linears(model)
+        elif linears == "int8":
+            quantize_linears(model)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         model.get_output_embeddings().register_forward_pre_hook(_contiguous_input)
@@ -73,8 +80,11 @@ class TransformersBackend:
     @classmethod
     def from_config(cls, peer, checkpoint: Path | None = None) -> TransformersBackend:
         model, tokenizer = load_peer_model(peer, checkpoint)
-        return cls(model, tokenizer, name=peer.name, batch_size=peer.batch_size,
-                   pack_weights=can_pack(model))
+        if peer.quantize == "int8" and next(model.parameters()).device.type != "cpu":
+            raise ModelError(f"peers[{peer.name}].quantize: int8 runs on a CPU; this peer loaded "
+                             f"on {next(model.parameters()).device} (set quantize: none)")
+        linears = "int8" if peer.quantize == "int8" else "packed" if can_pack(model) else "nn"
+        return cls(model, tokenizer, name=peer.name, batch_size=peer.batch_size, linears=linears)
 
     @property
     def device(self) -> torch.device:

@@ -38,12 +38,17 @@ def can_pack(model: nn.Module) -> bool:
             and torch.backends.mkldnn.is_available())
 
 
-def pack_linears(model: nn.Module) -> int:
-    """Replace every ``nn.Linear`` of the model by a :class:`PackedLinear`; the count."""
+def replace_linears(model: nn.Module, layer) -> int:
+    """Replace every ``nn.Linear`` of the model by ``layer(linear)``; the count."""
     count = 0
-    for name, module in list(model.named_modules()):
-        for child_name, child in list(module.named_children()):
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
             if type(child) is nn.Linear:
-                setattr(module, child_name, PackedLinear(child))
+                setattr(module, name, layer(child))
                 count += 1
     return count
+
+
+def pack_linears(model: nn.Module) -> int:
+    """Replace every ``nn.Linear`` of the model by a :class:`PackedLinear`; the count."""
+    return replace_linears(model, PackedLinear)

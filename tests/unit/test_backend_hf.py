@@ -19,7 +19,7 @@ def _backend(path, batch_size=4, dtype="float32"):
     """The backend as ``from_config`` builds it: packed weights where they help (fp32 CPU)."""
     model, tok = load_model(str(path), dtype=dtype, device="cpu")
     return TransformersBackend(model, tok, name="tiny", batch_size=batch_size,
-                               pack_weights=can_pack(model))
+                               linears="packed" if can_pack(model) else "nn")
 
 
 PAIRS = [
