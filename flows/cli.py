@@ -152,6 +152,8 @@ def generate(
         help="Rows decoded at once (prompts x samples), or auto: what memory holds.")] = "auto",
     prompt_format: Annotated[str, typer.Option(help="auto, chat or fewshot.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, bfloat16, float16 or float32.")] = "auto",
+    quantize: Annotated[str, typer.Option(
+        help="none, or int8 (CPU: int8 weights and activations; faster, answers differ).")] = "none",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     backend: Annotated[str, typer.Option(help="transformers or vllm.")] = "transformers",
     question_col: QuestionCol = None,
@@ -177,7 +179,7 @@ def generate(
                               split, limit),
         lambda: peer_config(model, {
             "batch_size": int(batch_size) if batch_size.isdigit() else batch_size,
-            "prompt_format": prompt_format, "dtype": dtype,
+            "prompt_format": prompt_format, "dtype": dtype, "quantize": quantize,
             "device": device, "backend": backend, "max_new_tokens": max_new_tokens,
         }, fields or []),
         lambda: check_sampling(temperature, n),

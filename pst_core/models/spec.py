@@ -39,8 +39,9 @@ class PeerConfig(Section):
         "none",
         description="int8: inference (generation, scoring, evaluation) with int8 weights and "
         "per-row int8 activations, CPU only: evaluation ran 1.9x fp32's tokens/s on a CPU with "
-        "AVX-512 VNNI, 1.2x on AVX2; ~1% error per layer, so answers differ from fp32's "
-        "(docs/performance.md). Training keeps the loaded dtype.",
+        "AVX-512 VNNI, 1.2x on AVX2 (slower than fp32 there below ~16 rows); ~1% error per "
+        "layer, so answers differ from fp32's (docs/performance.md). Training keeps the loaded "
+        "dtype.",
     )
     device: str = Field(
         "auto",

@@ -111,6 +111,7 @@ def test_validate(tmp_path):
     (["--dtype", "float64"],
      ["--dtype: Input should be 'auto', 'bfloat16', 'float16' or 'float32' (got 'float64')"]),
     (["--n", "0"], ["--n: Input should be greater than or equal to 1 (got 0)"]),
+    (["--quantize", "int4"], ["--quantize: Input should be 'none' or 'int8' (got 'int4')"]),
     (["--temperature", "-1"], ["--temperature: Input should be greater than or equal to 0"]),
     (["--max-new-tokens", "0"], ["--max-new-tokens: Input should be greater than 0 (got 0)"]),
     (["batch_size=0"], ["batch_size: should be a positive integer or auto (got 0)"]),
