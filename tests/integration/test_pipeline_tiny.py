@@ -138,11 +138,12 @@ def test_an_evaluation_killed_midway_keeps_its_finished_slices(tmp_path, tiny_mo
             raise KeyboardInterrupt("killed")
         return real_evaluate(questions, *args, gap_questions=gap_questions, **kwargs)
 
-    with mock.patch("pst_core.steps.EVAL_CHUNK_ROWS", 5), \
-            mock.patch("pst_core.evaluate.evaluate_peer", side_effect=killed_in_second_slice):
-        with pytest.raises(KeyboardInterrupt):
-            Runner(cfg).run()
-        assert len(asked) == 2 and len(asked[0][0]) == 2 and len(asked[0][1]) == 1  # 14 rows: 3 slices
+    slices = mock.patch("pst_core.steps.EVAL_CHUNK_ROWS", 5)  # 14 rows: 3 slices
+    spy = mock.patch("pst_core.evaluate.evaluate_peer", side_effect=killed_in_second_slice)
+    with slices, spy, pytest.raises(KeyboardInterrupt):
+        Runner(cfg).run()
+    assert len(asked) == 2 and len(asked[0][0]) == 2 and len(asked[0][1]) == 1
+    with slices, spy:
         layout = Runner(cfg).run()
     first, rest = asked[0], asked[2:]
     assert not set(first[0]) & {q for greedy, _ in rest for q in greedy}  # not asked again
