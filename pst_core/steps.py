@@ -62,6 +62,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+EVAL_CHUNK_ROWS = 512  # decode rows (greedy, swept and sampled answers) per written slice
+
 
 @dataclass(frozen=True, kw_only=True)
 class Step:
@@ -383,22 +385,43 @@ class Evaluate(Step):
         return lacking(wanted, "greedy"), lacking(gap, "sample")
 
     def run(self, ctx: RunContext) -> None:
+        """Evaluates the missing questions in slices of about ``EVAL_CHUNK_ROWS`` decode rows,
+        writing the part after each: a crash or a session's end loses one slice, not an
+        evaluation (the GV gap's 200 x 8 samples made one decode of over an hour on 2 cores).
+        A sampled row's generator is seeded by its prompt's index in its decode, so the samples
+        are fixed by the config and the questions missing when the step starts, like a resumed
+        evaluation's; greedy answers do not depend on the slicing."""
         config, r = ctx.peers[self.peer], self.round
         questions, gap = self._missing(ctx)
-        before = (read_table(self.output(ctx), EVAL_SCHEMA) if self.output(ctx).exists()
-                  else EVAL_SCHEMA.empty_table())
+        table = (read_table(self.output(ctx), EVAL_SCHEMA) if self.output(ctx).exists()
+                 else EVAL_SCHEMA.empty_table())
+        eval_config = self._eval_config(ctx)
+        sweep = ctx.cfg.method.eval_temperatures
+        rows = (questions.num_rows * (1 + sum(t > 0 for t in sweep))
+                + gap.num_rows * eval_config.n_samples)
+        slices = max(1, -(-rows // EVAL_CHUNK_ROWS))
         with ctx.backend(config, ctx.checkpoint(self.peer, r)) as backend:
-            table = evaluation.evaluate_peer(
-                questions, backend, self._eval_config(ctx), round_index=r, peer=self.peer,
-                benchmark=self.benchmark, prompt_format=config.prompt_format,
-                rules=ctx.cfg.answers.rules, multi_answer=ctx.cfg.answers.multi_answer,
-                seed=ctx.seed(r, self.peer), sweep=ctx.cfg.method.eval_temperatures,
-                gap_questions=gap,
-            )
-        write_table(pa.concat_tables([before, table]), self.output(ctx), EVAL_SCHEMA)
+            for i in range(slices):
+                asked, sampled = _slice(questions, i, slices), _slice(gap, i, slices)
+                if asked.num_rows == sampled.num_rows == 0:
+                    continue
+                part = evaluation.evaluate_peer(
+                    asked, backend, eval_config, round_index=r, peer=self.peer,
+                    benchmark=self.benchmark, prompt_format=config.prompt_format,
+                    rules=ctx.cfg.answers.rules, multi_answer=ctx.cfg.answers.multi_answer,
+                    seed=ctx.seed(r, self.peer), sweep=sweep, gap_questions=sampled,
+                )
+                table = pa.concat_tables([table, part])
+                write_table(table, self.output(ctx), EVAL_SCHEMA)
 
     def _label_parts(self) -> list[str]:
         return [self.peer, self.benchmark]
+
+
+def _slice(table: pa.Table, i: int, slices: int) -> pa.Table:
+    """The i-th of ``slices`` near-equal consecutive slices of ``table``."""
+    start, end = i * table.num_rows // slices, (i + 1) * table.num_rows // slices
+    return table.slice(start, end - start)
 
 
 @dataclass(frozen=True, kw_only=True)

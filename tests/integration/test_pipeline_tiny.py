@@ -118,6 +118,42 @@ def test_resumed_evaluation_keeps_finished_benchmarks_and_their_times(tmp_path, 
     assert {"wall_s/eval/first", "wall_s/eval/second"} <= names
 
 
+def test_an_evaluation_killed_midway_keeps_its_finished_slices(tmp_path, tiny_model_dirs):
+    """Evaluation writes its part after each slice of decode rows: killed in the second slice,
+    the rerun answers only the questions of the slices not written, and every question is in
+    the table once."""
+    pool = write_pool(tmp_path / "pool.jsonl", labeled=True)
+    raw = tiny_config(tmp_path, tiny_model_dirs, pool, rounds=0,
+                      method={"name": "base", "temperatures": [0.0]})  # no swept answers
+    raw["peers"] = raw["peers"][:1]
+    raw["data"]["eval"][0] |= {"limit": 6}
+    raw["eval"] |= {"n_samples": 2, "gap_limit": 4}  # 6 greedy + 4 x 2 sampled rows
+    cfg = parse_config(raw)
+    real_evaluate = __import__("pst_core.evaluate", fromlist=["evaluate_peer"]).evaluate_peer
+    asked = []
+
+    def killed_in_second_slice(questions, *args, gap_questions, **kwargs):
+        asked.append((questions.column("id").to_pylist(), gap_questions.column("id").to_pylist()))
+        if len(asked) == 2:
+            raise KeyboardInterrupt("killed")
+        return real_evaluate(questions, *args, gap_questions=gap_questions, **kwargs)
+
+    slices = mock.patch("pst_core.steps.EVAL_CHUNK_ROWS", 5)  # 14 rows: 3 slices
+    spy = mock.patch("pst_core.evaluate.evaluate_peer", side_effect=killed_in_second_slice)
+    with slices, spy, pytest.raises(KeyboardInterrupt):
+        Runner(cfg).run()
+    assert len(asked) == 2 and len(asked[0][0]) == 2 and len(asked[0][1]) == 1
+    with slices, spy:
+        layout = Runner(cfg).run()
+    first, rest = asked[0], asked[2:]
+    assert not set(first[0]) & {q for greedy, _ in rest for q in greedy}  # not asked again
+    assert not set(first[1]) & {q for _, sampled in rest for q in sampled}
+    evals = pq.read_table(layout.eval(0)).to_pylist()
+    greedy = [x["question_id"] for x in evals if x["kind"] == "greedy"]
+    sampled = [x["question_id"] for x in evals if x["kind"] == "sample"]
+    assert len(greedy) == len(set(greedy)) == 6 and len(sampled) == 4 * 2
+
+
 def test_options_consistency_order_last_reference_full_finetuning(tmp_path, tiny_model_dirs):
     pool = write_pool(tmp_path / "pool.jsonl", labeled=True)
     raw = tiny_config(tmp_path, tiny_model_dirs, pool, rounds=1)
