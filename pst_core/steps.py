@@ -390,7 +390,10 @@ class Evaluate(Step):
         evaluation (the GV gap's 200 x 8 samples made one decode of over an hour on 2 cores).
         A sampled row's generator is seeded by its prompt's index in its decode, so the samples
         are fixed by the config and the questions missing when the step starts, like a resumed
-        evaluation's; greedy answers do not depend on the slicing."""
+        evaluation's; greedy answers do not depend on the slicing. Known limit: every slice
+        numbers its prompts from 0, so the k-th gap question of each slice draws from the same
+        random stream (different prompts, so not the same samples; each question's samples stay
+        a fair draw)."""
         config, r = ctx.peers[self.peer], self.round
         questions, gap = self._missing(ctx)
         table = (read_table(self.output(ctx), EVAL_SCHEMA) if self.output(ctx).exists()

@@ -80,9 +80,10 @@ class TransformersBackend:
     @classmethod
     def from_config(cls, peer, checkpoint: Path | None = None) -> TransformersBackend:
         model, tokenizer = load_peer_model(peer, checkpoint)
-        if peer.quantize == "int8" and next(model.parameters()).device.type != "cpu":
+        device = next(model.parameters()).device
+        if peer.quantize == "int8" and device.type != "cpu":
             raise ModelError(f"peers[{peer.name}].quantize: int8 runs on a CPU; this peer loaded "
-                             f"on {next(model.parameters()).device} (set quantize: none)")
+                             f"on {device} (set quantize: none)")
         linears = "int8" if peer.quantize == "int8" else "packed" if can_pack(model) else "nn"
         return cls(model, tokenizer, name=peer.name, batch_size=peer.batch_size, linears=linears)
 
